@@ -1,0 +1,3 @@
+from batch_assign.cli import main
+
+main()

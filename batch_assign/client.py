@@ -1,0 +1,245 @@
+"""The Nexor API client: one keep-alive httpx pool, every request paced by the shared limiter.
+
+Each call returns a parsed record or raises the `RequestError` subclass that DESIGN section 3
+assigns to the response or transport error (see `classify`). The key is set once as a header
+and never appears in an error message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from batch_assign.classify import classify_exception, classify_status
+from batch_assign.errors import (
+    AmbiguousError,
+    FatalAuthError,
+    NotAppliedError,
+    PermanentError,
+    RequestError,
+)
+from batch_assign.limiter import RateLimiter
+from batch_assign.records import LeadState, MovementType, RequestClass
+
+__all__ = ["AssignResponse", "NexorClient", "parse_lead"]
+
+_ERRORS: dict[RequestClass, type[RequestError]] = {
+    RequestClass.FATAL: FatalAuthError,
+    RequestClass.PERMANENT: PermanentError,
+    RequestClass.NOT_APPLIED: NotAppliedError,
+    RequestClass.AMBIGUOUS: AmbiguousError,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AssignResponse:
+    """The 201 body of assign-workflow."""
+
+    workflow_run_id: str
+    workflow_id: str
+    workflow_name: str | None
+    movement_type: MovementType | None
+    paused: bool | None
+    http_status: int
+
+
+class NexorClient:
+    """Async client for the endpoints the job uses. Use as `async with NexorClient(...) as c:`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        limiter: RateLimiter,
+        concurrency: int = 8,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._limiter = limiter
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"X-API-Key": api_key, "User-Agent": "batch-assign"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self.requests = 0
+        self.statuses: Counter[int] = Counter()
+
+    async def __aenter__(self) -> NexorClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._http.aclose()
+
+    @property
+    def rate_limited(self) -> int:
+        return self.statuses[429]
+
+    async def get_lead(self, lead_id: str) -> LeadState:
+        """The lead's active runs. GET is safe to repeat, so ambiguous failures become retryable."""
+        try:
+            response = await self._send("GET", f"leads/{lead_id}", lead_id=lead_id)
+        except AmbiguousError as exc:
+            raise NotAppliedError(
+                exc.message, lead_id=lead_id, http_status=exc.http_status
+            ) from None
+        return parse_lead(lead_id, _json(response))
+
+    async def assign(
+        self, lead_id: str, workflow_id: str, reason: str | None, actor_id: str | None
+    ) -> AssignResponse:
+        """POST assign-workflow with only the fields that have values."""
+        body: dict[str, str] = {"workflowId": workflow_id}
+        if reason is not None:
+            body["reason"] = reason
+        if actor_id is not None:
+            body["actorId"] = actor_id
+        response = await self._send(
+            "POST", f"leads/{lead_id}/assign-workflow", lead_id=lead_id, json=body
+        )
+        data = _json(response)
+        movement = data.get("movementType")
+        return AssignResponse(
+            workflow_run_id=str(data.get("workflowRunId") or ""),
+            workflow_id=str(data.get("workflowId") or workflow_id),
+            workflow_name=data.get("workflowName"),
+            movement_type=MovementType(movement)
+            if movement in ("enrollment", "reassignment")
+            else None,
+            paused=data.get("paused") if isinstance(data.get("paused"), bool) else None,
+            http_status=response.status_code,
+        )
+
+    async def list_workflows(self) -> list[dict[str, Any]]:
+        """Every workflow of the account, following limit/offset pagination."""
+        found: list[dict[str, Any]] = []
+        while True:
+            response = await self._send(
+                "GET", "workflows", params={"limit": 200, "offset": len(found)}
+            )
+            data = _json(response)
+            page = data.get("workflows") or []
+            found.extend(item for item in page if isinstance(item, dict))
+            if not page or len(found) >= int(data.get("total") or 0):
+                return found
+
+    async def _send(
+        self, method: str, path: str, *, lead_id: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        await self._limiter.acquire()
+        self.requests += 1
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            request_class = classify_exception(exc)
+            raise _ERRORS[request_class](
+                f"{type(exc).__name__}: {_exception_text(exc)}", lead_id=lead_id
+            ) from None
+        status = response.status_code
+        self.statuses[status] += 1
+        self._limiter.nearly_exhausted(
+            _int_header(response, "X-RateLimit-Limit"),
+            _int_header(response, "X-RateLimit-Remaining"),
+        )
+        request_class = classify_status(status)
+        if request_class is RequestClass.SUCCESS:
+            return response
+        retry_after = _retry_after(response)
+        if status == 429:
+            retry_after = self._limiter.rate_limited(retry_after)
+        raise _ERRORS[request_class](
+            f"HTTP {status}: {_error_text(response)}",
+            lead_id=lead_id,
+            http_status=status,
+            retry_after=retry_after,
+        )
+
+
+def parse_lead(lead_id: str, data: dict[str, Any]) -> LeadState:
+    """Read both documented shapes of GET /leads/{id}: the newer wrapped one and the older flat."""
+    wrapped = data.get("lead")
+    lead: dict[str, Any] = wrapped if isinstance(wrapped, dict) else data
+    runs: list[tuple[str, str, str | None]] = []
+    candidates: list[Any] = []
+    for key in ("active_workflow_run", "activeWorkflowRun"):
+        candidates.append(lead.get(key))
+    for key in ("active_workflow_runs", "activeWorkflowRuns", "workflow_runs"):
+        value = lead.get(key)
+        if isinstance(value, list):
+            candidates.extend(value)
+    top = lead.get("workflow")
+    top_workflow: dict[str, Any] = top if isinstance(top, dict) else {}
+    for run in candidates:
+        if not isinstance(run, dict) or run.get("is_active") is False:
+            continue
+        nested = run.get("workflow")
+        workflow: dict[str, Any] = nested if isinstance(nested, dict) else top_workflow
+        workflow_id = run.get("workflow_id") or run.get("workflowId") or workflow.get("id")
+        if not workflow_id:
+            continue
+        entry = (str(run.get("id") or ""), str(workflow_id).lower(), workflow.get("name"))
+        if entry not in runs:
+            runs.append(entry)
+    return LeadState(lead_id, tuple(runs))
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        raise AmbiguousError(
+            f"HTTP {response.status_code}: the body is not JSON", http_status=response.status_code
+        ) from None
+    if not isinstance(data, dict):
+        raise AmbiguousError(
+            f"HTTP {response.status_code}: unexpected body", http_status=response.status_code
+        )
+    return data
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:200] if text else response.reason_phrase or "no body"
+    if isinstance(data, dict) and data.get("error"):
+        message = data.get("message")
+        return f"{data['error']}: {message}" if message else str(data["error"])
+    return str(data)[:200]
+
+
+def _exception_text(exc: httpx.HTTPError) -> str:
+    text = str(exc).strip()
+    return text or "no details"
+
+
+def _int_header(response: httpx.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(parsed.timestamp() - time.time(), 0.0)

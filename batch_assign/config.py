@@ -1,0 +1,151 @@
+"""Run configuration: flags (and later job files) become one validated, frozen `RunConfig`.
+
+The environment is read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from batch_assign.errors import UsageError
+
+__all__ = [
+    "API_KEY_ENV",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_RATE",
+    "DEFAULT_TIMEOUT",
+    "ColumnMap",
+    "RunConfig",
+    "check_base_url",
+    "default_report_path",
+    "resolve_api_key",
+]
+
+DEFAULT_BASE_URL = "https://api.getnexor.ai/api/public"
+DEFAULT_RATE = 10.0
+DEFAULT_CONCURRENCY = 8
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_GRACE = 10.0
+API_KEY_ENV = "NEXOR_API_KEY"
+FIELDS = ("lead_id", "workflow_id", "reason", "actor_id")
+
+ColumnMap = tuple[tuple[str, str], ...]
+"""`--map FIELD=COLUMN` pairs, in the order given."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything `run` needs, validated. The key is kept out of `repr`."""
+
+    input: str
+    report: Path
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str = field(default="", repr=False)
+    rate: float = DEFAULT_RATE
+    burst: int | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    timeout: float = DEFAULT_TIMEOUT
+    workflow_id: str | None = None
+    reason: str | None = None
+    actor_id: str | None = None
+    column_map: ColumnMap = ()
+    duplicates: str = "first"
+    check_current: bool = True
+    max_failures: int | None = None
+    max_failure_rate: float | None = None
+    restart: bool = False
+    grace: float = DEFAULT_GRACE
+
+    def __post_init__(self) -> None:
+        if self.rate < 0:
+            raise UsageError(f"--rate must be 0 (unlimited) or more, got {self.rate}")
+        if self.concurrency < 1:
+            raise UsageError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if self.max_attempts < 1:
+            raise UsageError(f"--max-attempts must be at least 1, got {self.max_attempts}")
+        if self.timeout <= 0:
+            raise UsageError(f"--timeout must be positive, got {self.timeout}")
+        if self.duplicates not in ("first", "last", "error"):
+            raise UsageError(f"--duplicates must be first, last or error, got {self.duplicates!r}")
+        if self.max_failure_rate is not None and not 0 < self.max_failure_rate <= 1:
+            raise UsageError(
+                f"--max-failure-rate is a fraction between 0 and 1 (0.2 = 20 %), "
+                f"got {self.max_failure_rate}"
+            )
+        for name, _ in self.column_map:
+            if name not in FIELDS:
+                raise UsageError(f"--map {name}=…: the field must be one of {', '.join(FIELDS)}")
+        check_base_url(self.base_url)
+
+    def sending_options(self) -> dict[str, object]:
+        """The options that change what is sent: a journal is bound to these."""
+        return {
+            "base_url": self.base_url.rstrip("/"),
+            "workflow_id": self.workflow_id,
+            "reason": self.reason,
+            "actor_id": self.actor_id,
+            "column_map": [list(pair) for pair in self.column_map],
+            "duplicates": self.duplicates,
+            "check_current": self.check_current,
+        }
+
+
+def default_report_path(input_path: str) -> Path:
+    """`<input stem>.report.csv` beside the input (in the working directory for stdin)."""
+    if input_path == "-":
+        return Path("stdin.report.csv")
+    path = Path(input_path)
+    return path.with_name(f"{path.stem}.report.csv")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str) -> None:
+    """Refuse anything but https, except plain http to a loopback address (G8)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--base-url must be an http(s) URL, got {url!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise UsageError(
+            f"refusing to send the API key over plain http to {parts.hostname}: "
+            "use https (plain http is allowed only to localhost, 127.0.0.0/8 and ::1)"
+        )
+
+
+def resolve_api_key(api_key_file: str | None, *, warn: object = None) -> str:
+    """The key from `--api-key-file`, else from `$NEXOR_API_KEY`; never from a flag value."""
+    if api_key_file:
+        path = Path(api_key_file)
+        try:
+            mode = path.stat().st_mode
+            key = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"--api-key-file {path}: cannot read it ({exc.strerror})") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO) and callable(warn):
+            warn(f"{path} can be read by other users; run: chmod 600 {path}")
+        if not key:
+            raise UsageError(f"--api-key-file {path} is empty")
+        return key
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    if not key:
+        raise UsageError(
+            f"no API key: set {API_KEY_ENV} or pass --api-key-file PATH "
+            "(or use --sandbox to rehearse against a local sandbox)"
+        )
+    return key

@@ -1,0 +1,488 @@
+"""Dispatcher: a bounded pool of workers sends every pending journal row, exactly once.
+
+One task group owns the producer (journal → bounded stream), `concurrency` workers, and the journal
+writer. Per row: [GET pre-check (G4)] → intent committed → POST → classify; ambiguous answers are
+verified through GET (G3) and never blindly resent. A row's failure becomes an `Outcome`; only
+auth failures, thresholds and signals stop the run, and then unsent rows stay `pending`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import structlog
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from tenacity import RetryCallState
+
+from batch_assign.client import NexorClient
+from batch_assign.errors import (
+    AmbiguousError,
+    FatalAuthError,
+    NotAppliedError,
+    PermanentError,
+    RequestError,
+)
+from batch_assign.journal import Journal, JournalRow
+from batch_assign.records import LeadState, MovementType, Outcome, Status
+from batch_assign.retry import retrying
+
+__all__ = ["DispatchResult", "DispatchSettings", "Dispatcher", "Progress"]
+
+_log = structlog.get_logger("batch_assign.dispatch")
+_PAGE = 2_000
+_MIN_SAMPLE = 50  # rows settled before --max-failure-rate is judged
+NO_ACTIVE_RUN = ""  # journal marker: the pre-check saw no active run (NULL means not checked)
+
+
+class _AuthDuringVerify(Exception):
+    """The key was refused while verifying a row whose fate is unknown."""
+
+
+class _Verdict(enum.Enum):
+    APPLIED = "applied"
+    UNTOUCHED = "untouched"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    concurrency: int = 8
+    max_attempts: int = 5
+    check_current: bool = True
+    dry_run: bool = False
+    max_failures: int | None = None
+    max_failure_rate: float | None = None
+    grace_s: float = 10.0
+    handle_signals: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult:
+    stop_reason: str | None
+    exit_code: int | None  # set when the run was stopped: 3 aborted, 130/143 interrupted
+    retries: int
+    sent_rows: int
+    duration_s: float
+
+
+class Progress:
+    """Live counters the CLI shows; updated by the workers."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.retrying = 0
+        self.by_status: dict[str, int] = {}
+
+    def settle(self, status: Status) -> None:
+        self.done += 1
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+
+
+class _JournalWriter:
+    """Group commit: intents wait for the commit that holds them; outcomes ride along."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._intents: list[tuple[int, str | None, str | None]] = []
+        self._outcomes: list[Outcome] = []
+        self._wake = anyio.Event()
+        self._next_commit = anyio.Event()
+        self._closing = False
+
+    async def intent(self, row: int, prior_run_id: str | None, previous: str | None) -> None:
+        self._intents.append((row, prior_run_id, previous))
+        committed = self._next_commit
+        self._wake.set()
+        await committed.wait()
+
+    def outcome(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        if len(self._outcomes) >= 256:
+            self._wake.set()
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            with anyio.move_on_after(0.2):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            intents, outcomes, committed = self._intents, self._outcomes, self._next_commit
+            self._intents, self._outcomes, self._next_commit = [], [], anyio.Event()
+            if intents or outcomes:
+                await anyio.to_thread.run_sync(self._journal.apply, intents, outcomes)
+            committed.set()
+            if self._closing and not self._intents and not self._outcomes:
+                return
+
+
+class Dispatcher:
+    """Sends the journal's pending rows through `client`; see the module docstring."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        client: NexorClient,
+        settings: DispatchSettings,
+        *,
+        progress: Progress | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self._journal = journal
+        self._client = client
+        self._settings = settings
+        self._progress = progress or Progress(0)
+        self._sleep = sleep
+        self._writer = _JournalWriter(journal)
+        self._stop_reason: str | None = None
+        self._exit_code: int | None = None
+        self._work_scope: anyio.CancelScope | None = None
+        self._retries = 0
+        self._sent_rows = 0
+        self._failures = 0
+        self._settled = 0
+
+    # --- the pool -------------------------------------------------------------------------
+
+    async def run(self) -> DispatchResult:
+        started = time.monotonic()
+        send, receive = anyio.create_memory_object_stream[JournalRow](
+            max_buffer_size=self._settings.concurrency * 2
+        )
+        signal_scope = anyio.CancelScope()
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(self._writer.run)
+            if self._settings.handle_signals:
+                outer.start_soon(self._watch_signals, signal_scope)
+            try:
+                async with anyio.create_task_group() as pool:
+                    self._work_scope = pool.cancel_scope
+                    pool.start_soon(self._produce, send)
+                    for _ in range(self._settings.concurrency):
+                        pool.start_soon(self._work, receive.clone())
+                    receive.close()
+            finally:
+                self._writer.close()
+                signal_scope.cancel()
+        # the writer's last flush ran before the outer group closed
+        return DispatchResult(
+            self._stop_reason,
+            self._exit_code,
+            self._retries,
+            self._sent_rows,
+            time.monotonic() - started,
+        )
+
+    def stop(self, reason: str, exit_code: int) -> None:
+        """Take no new rows; in-flight requests finish. The first reason wins."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            self._exit_code = exit_code
+            _log.warning("batch_assign.stopping", reason=reason, exit_code=exit_code)
+
+    async def _watch_signals(self, scope: anyio.CancelScope) -> None:
+        with scope, anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+                if self._stop_reason is not None and signum == signal.SIGINT:
+                    _log.warning("batch_assign.hard_stop", signal=name)
+                    self._cancel_work()
+                    continue
+                self.stop(f"interrupted by {name}", 128 + int(signum))
+                self._arm_grace()
+
+    def _arm_grace(self) -> None:
+        scope = self._work_scope
+        if scope is not None:
+            scope.deadline = min(scope.deadline, anyio.current_time() + self._settings.grace_s)
+
+    def _cancel_work(self) -> None:
+        if self._work_scope is not None:
+            self._work_scope.cancel()
+
+    async def _produce(self, send: ObjectSendStream[JournalRow]) -> None:
+        async with send:
+            last = 0
+            while self._stop_reason is None:
+                page = await anyio.to_thread.run_sync(self._journal.todo, last, _PAGE)
+                if not page:
+                    return
+                for row in page:
+                    if self._stop_reason is not None:
+                        return
+                    await send.send(row)
+                last = page[-1].row
+
+    async def _work(self, receive: ObjectReceiveStream[JournalRow]) -> None:
+        async with receive:
+            async for row in receive:
+                if self._stop_reason is not None:
+                    continue  # left pending: a resume picks it up
+                structlog.contextvars.bind_contextvars(row=row.row, lead_id=row.lead_id)
+                try:
+                    outcome = await self._process(row)
+                except FatalAuthError as exc:
+                    # refused: nothing was applied, the row stays pending for a resume
+                    self.stop(f"authentication failed ({exc.message})", 3)
+                    outcome = Outcome(row.row, Status.PENDING, http_status=exc.http_status)
+                except _AuthDuringVerify as exc:
+                    # the row stays in doubt in the journal: a resume verifies it
+                    self.stop(f"authentication failed ({exc})", 3)
+                    continue
+                finally:
+                    structlog.contextvars.unbind_contextvars("row", "lead_id")
+                self._writer.outcome(outcome)
+                self._settle(outcome)
+
+    def _settle(self, outcome: Outcome) -> None:
+        if outcome.status is Status.PENDING:
+            return
+        self._progress.settle(outcome.status)
+        self._settled += 1
+        if outcome.status in (Status.FAILED, Status.UNCERTAIN):
+            self._failures += 1
+            _log.warning(
+                "batch_assign.row_failed",
+                row=outcome.row,
+                status=str(outcome.status),
+                http_status=outcome.http_status,
+                error=outcome.error,
+            )
+        limit, rate = self._settings.max_failures, self._settings.max_failure_rate
+        if limit is not None and self._failures > limit:
+            self.stop(f"{self._failures} rows failed, more than --max-failures {limit}", 3)
+        if (
+            rate is not None
+            and self._settled >= _MIN_SAMPLE
+            and self._failures / self._settled > rate
+        ):
+            self.stop(
+                f"{self._failures} of {self._settled} rows failed "
+                f"({self._failures / self._settled:.0%}), above --max-failure-rate {rate:g}",
+                3,
+            )
+
+    # --- one row --------------------------------------------------------------------------
+
+    async def _process(self, row: JournalRow) -> Outcome:
+        started = time.monotonic()
+        prior_run, previous = row.prior_run_id, row.previous_workflow_id
+        if row.in_doubt:
+            verdict, state = await self._verify(row, prior_run)
+            if verdict is _Verdict.APPLIED:
+                return self._verified(
+                    row, state, prior_run, previous, "resumed after a stop", started, 0
+                )
+            if verdict is _Verdict.UNKNOWN:
+                return self._uncertain(row, previous, "resumed after a stop", started, 0, state)
+        elif self._settings.check_current or self._settings.dry_run:
+            try:
+                state = await self._read_lead(row.lead_id)
+            except (PermanentError, NotAppliedError) as exc:
+                return self._failed(row, exc, started, 0, what="pre-check GET")
+            if row.workflow_id in state.workflow_ids:
+                run = state.run_in(row.workflow_id)
+                return Outcome(
+                    row.row,
+                    Status.UNCHANGED,
+                    workflow_run_id=run[0] if run else None,
+                    workflow_name=run[2] if run else None,
+                    previous_workflow_id=row.workflow_id,
+                    http_status=200,
+                    duration_ms=_ms(started),
+                )
+            prior_run = state.current_run_id or NO_ACTIVE_RUN
+            previous = state.current_workflow_id
+            if self._settings.dry_run:
+                return Outcome(
+                    row.row,
+                    Status.WOULD_REASSIGN if previous else Status.WOULD_ENROLL,
+                    movement_type=MovementType.REASSIGNMENT
+                    if previous
+                    else MovementType.ENROLLMENT,
+                    previous_workflow_id=previous,
+                    http_status=200,
+                    duration_ms=_ms(started),
+                )
+        await self._writer.intent(row.row, prior_run, previous)
+        self._sent_rows += 1
+        return await self._send(row, prior_run, previous, started)
+
+    async def _send(
+        self, row: JournalRow, prior_run: str | None, previous: str | None, started: float
+    ) -> Outcome:
+        attempts = 0
+        try:
+            async for attempt in retrying(
+                self._settings.max_attempts, sleep=self._sleep, on_retry=self._on_retry
+            ):
+                with attempt:
+                    attempts += 1
+                    try:
+                        answer = await self._client.assign(
+                            row.lead_id, row.workflow_id, row.reason, row.actor_id
+                        )
+                    except AmbiguousError as exc:
+                        verdict, state = await self._verify(row, prior_run)
+                        if verdict is _Verdict.APPLIED:
+                            return self._verified(
+                                row, state, prior_run, previous, exc.message, started, attempts
+                            )
+                        if verdict is _Verdict.UNKNOWN:
+                            return self._uncertain(
+                                row, previous, exc.message, started, attempts, state
+                            )
+                        raise NotAppliedError(
+                            f"{exc.message} (verified: not applied)",
+                            lead_id=row.lead_id,
+                            http_status=exc.http_status,
+                        ) from None
+                    return Outcome(
+                        row.row,
+                        Status.SUCCEEDED,
+                        movement_type=answer.movement_type,
+                        workflow_run_id=answer.workflow_run_id,
+                        workflow_name=answer.workflow_name,
+                        paused=answer.paused,
+                        previous_workflow_id=previous,
+                        http_status=answer.http_status,
+                        attempts=attempts,
+                        duration_ms=_ms(started),
+                    )
+        except PermanentError as exc:
+            return self._failed(row, exc, started, attempts)
+        except NotAppliedError as exc:
+            return self._failed(row, exc, started, attempts, gave_up=True)
+        except FatalAuthError:
+            raise
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _read_lead(self, lead_id: str) -> LeadState:
+        """GET the lead, retrying what can be retried (a GET is safe to repeat)."""
+        async for attempt in retrying(
+            self._settings.max_attempts, sleep=self._sleep, on_retry=self._on_retry
+        ):
+            with attempt:
+                return await self._client.get_lead(lead_id)
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _verify(
+        self, row: JournalRow, prior_run: str | None
+    ) -> tuple[_Verdict, LeadState | None]:
+        """G3: decide from the lead's active run whether the assignment took effect."""
+        try:
+            state = await self._read_lead(row.lead_id)
+        except FatalAuthError as exc:
+            raise _AuthDuringVerify(exc.message) from None
+        except RequestError as exc:
+            _log.warning("batch_assign.verify_failed", error=exc.message)
+            return _Verdict.UNKNOWN, None
+        run = state.run_in(row.workflow_id)
+        if prior_run is None:  # the lead's run before sending is not known (--no-check-current)
+            return (_Verdict.APPLIED if run else _Verdict.UNTOUCHED), state
+        if run is not None and run[0] != prior_run:
+            return _Verdict.APPLIED, state
+        current = state.current_run_id or NO_ACTIVE_RUN
+        if current == prior_run and run is None:
+            return _Verdict.UNTOUCHED, state
+        return _Verdict.UNKNOWN, state
+
+    def _on_retry(self, state: RetryCallState) -> None:
+        self._retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        _log.info(
+            "batch_assign.retry_scheduled",
+            attempt=state.attempt_number,
+            wait_s=round(state.upcoming_sleep, 3),
+            http_status=getattr(exc, "http_status", None),
+            error=getattr(exc, "message", str(exc)),
+        )
+
+    # --- outcomes -------------------------------------------------------------------------
+
+    def _verified(
+        self,
+        row: JournalRow,
+        state: LeadState | None,
+        prior_run: str | None,
+        previous: str | None,
+        why: str,
+        started: float,
+        attempts: int,
+    ) -> Outcome:
+        run = state.run_in(row.workflow_id) if state else None
+        movement = None
+        if prior_run is not None:  # the pre-check saw the lead before sending
+            movement = MovementType.REASSIGNMENT if prior_run else MovementType.ENROLLMENT
+        return Outcome(
+            row.row,
+            Status.SUCCEEDED,
+            movement_type=movement,
+            workflow_run_id=run[0] if run else None,
+            workflow_name=run[2] if run else None,
+            previous_workflow_id=previous,
+            http_status=200,
+            error=f"no answer ({why}); verified applied via GET",
+            attempts=attempts,
+            duration_ms=_ms(started),
+        )
+
+    def _uncertain(
+        self,
+        row: JournalRow,
+        previous: str | None,
+        why: str,
+        started: float,
+        attempts: int,
+        state: LeadState | None,
+    ) -> Outcome:
+        if state is None:
+            detail = "the lead could not be read back to verify"
+        else:
+            seen = state.current_workflow_id or "no active workflow"
+            detail = f"the lead is now in {seen}, neither its previous run nor the target"
+        return Outcome(
+            row.row,
+            Status.UNCERTAIN,
+            previous_workflow_id=previous,
+            error=f"no answer ({why}); {detail}: check this lead by hand",
+            attempts=attempts,
+            duration_ms=_ms(started),
+        )
+
+    def _failed(
+        self,
+        row: JournalRow,
+        exc: RequestError,
+        started: float,
+        attempts: int,
+        *,
+        what: str | None = None,
+        gave_up: bool = False,
+    ) -> Outcome:
+        error = exc.message
+        if gave_up:
+            error = f"gave up after {max(attempts, 1)} attempt(s): {error}"
+        if what:
+            error = f"{what}: {error}"
+        return Outcome(
+            row.row,
+            Status.FAILED,
+            http_status=exc.http_status,
+            error=error,
+            attempts=attempts,
+            duration_ms=_ms(started),
+        )
+
+
+def _ms(started: float) -> int:
+    return math.ceil((time.monotonic() - started) * 1000)

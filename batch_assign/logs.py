@@ -1,0 +1,63 @@
+"""structlog set-up, done once by the CLI: console lines on a terminal, JSON lines otherwise.
+
+A processor redacts anything that looks like an API key, whatever the event says.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+__all__ = ["configure_logging", "redact"]
+
+_KEY_PATTERN = re.compile(r"nxr_(?:live|test)_[A-Za-z0-9_\-]+")
+_secrets: set[str] = set()
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret and anything shaped like a Nexor key replaced."""
+    for secret in _secrets:
+        if secret:
+            text = text.replace(secret, "[REDACTED]")
+    return _KEY_PATTERN.sub("nxr_[REDACTED]", text)
+
+
+def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value)
+    return event
+
+
+def remember_secret(secret: str) -> None:
+    """Redact this exact value too (keys that do not look like `nxr_live_…`)."""
+    if len(secret) >= 6:
+        _secrets.add(secret)
+
+
+def configure_logging(fmt: str | None = None, *, level: int = logging.INFO) -> str:
+    """Configure structlog for the process; returns the format chosen (console or json)."""
+    chosen = fmt or ("console" if sys.stderr.isatty() else "json")
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if chosen == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    return chosen

@@ -1,0 +1,75 @@
+"""The retry policy: a small layer over tenacity (DESIGN section 3, STYLE 6).
+
+Only `NotAppliedError` is retried. Attempts are bounded by `max_attempts` *and* a deadline;
+rate-limited attempts (429) do not use up the budget, since the shared limiter already paused the
+pool for them. Waits are exponential with jitter, and a `Retry-After` overrides the wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
+
+from batch_assign.errors import NotAppliedError
+
+__all__ = ["DEADLINE_S", "MAX_RATE_LIMITED", "retrying"]
+
+DEADLINE_S = 900.0
+"""Give up on one row after this long, however the attempts went."""
+MAX_RATE_LIMITED = 100
+"""Even free (429) attempts end somewhere."""
+
+_backoff = wait_exponential_jitter(initial=0.5, max=30.0, jitter=0.5)
+
+
+class _AttemptBudget(stop_base):
+    """Stop after `max_attempts` attempts that were not rate limited."""
+
+    def __init__(self, max_attempts: int) -> None:
+        self.max_attempts = max_attempts
+        self.free = 0
+
+    def __call__(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, NotAppliedError) and exc.http_status == 429:
+            self.free += 1
+        return (
+            state.attempt_number - self.free >= self.max_attempts or self.free >= MAX_RATE_LIMITED
+        )
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, NotAppliedError):
+        if exc.http_status == 429:
+            return 0.0  # the limiter holds every worker until Retry-After has passed
+        if exc.retry_after is not None:
+            return exc.retry_after
+    return float(_backoff(state))
+
+
+def retrying(
+    max_attempts: int,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    on_retry: Callable[[RetryCallState], None] | None = None,
+    deadline_s: float = DEADLINE_S,
+) -> AsyncRetrying:
+    """A fresh tenacity controller for one row's requests."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(NotAppliedError),
+        stop=_AttemptBudget(max_attempts) | stop_after_delay(deadline_s),
+        wait=_wait,
+        sleep=sleep,
+        before_sleep=on_retry,
+        reraise=True,
+    )
