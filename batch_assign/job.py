@@ -20,7 +20,7 @@ from batch_assign.config import RunConfig
 from batch_assign.dispatch import Dispatcher, DispatchResult, DispatchSettings, Progress
 from batch_assign.journal import Journal, JournalState, fingerprint_file
 from batch_assign.limiter import RateLimiter
-from batch_assign.reader import read_batches, spool_stdin
+from batch_assign.reader import check_input_file, open_input, read_batches, spool_stdin
 from batch_assign.records import RunSummary, Status
 from batch_assign.report import (
     check_report_path,
@@ -113,6 +113,8 @@ def run_job(
     input_path = config.input
     if input_path == "-":
         input_path = str(spool_stdin(files.stdin_copy))
+    check_input_file(input_path)
+    open_input(input_path)  # an unusable format fails here, before a journal is made
     if dry_run:
         scratch = tempfile.TemporaryDirectory(prefix="batch-assign-dry-run-")
         files = replace(files, journal=Path(scratch.name) / "dry-run.journal.sqlite")

@@ -70,14 +70,22 @@ class RateLimiter:
             self._tat = tat + interval
 
     def rate_limited(self, retry_after: float | None) -> float:
-        """A 429 arrived: pause everyone and halve the rate. Returns the pause in seconds."""
+        """A 429 arrived: pause everyone and halve the rate. Returns the pause in seconds.
+
+        The 429s of requests already in flight during a pause count as one: the rate is halved
+        once per pause, and the pool restarts after it with one request, not a burst.
+        """
         now = self._clock()
         pause = retry_after if retry_after is not None else min(2.0 ** min(self.pauses, 6), 60.0)
-        self.pauses += 1
+        already_paused = now < self._paused_until
         self._paused_until = max(self._paused_until, now + pause)
-        self._tat = max(self._tat, self._paused_until)
+        if already_paused:
+            return self._paused_until - now
+        self.pauses += 1
         if not self.unlimited:
             self._set_rate(max(self.rate / 2, self.target * _MIN_FRACTION), now, "rate_limited")
+            self._tat = self._paused_until + (self.burst - 1) / self.rate
+            self._last_change = self._paused_until  # recovery starts when the pause ends
         return pause
 
     def nearly_exhausted(self, limit: int | None, remaining: int | None) -> None:

@@ -19,6 +19,11 @@ from typing import Any
 
 import polars as pl
 
+# The streaming CSV source reads ahead without backpressure: with its default chunking a 5 M-row
+# file buffers ~400 MB while we validate and journal. 1 MiB source chunks keep it near 150 MB at
+# the same speed (measured: bench/memory.py). Undocumented knob: the benchmark guards it.
+os.environ.setdefault("POLARS_CSV_CHUNK_SIZE", str(1 << 20))
+
 from batch_assign.config import FIELDS, ColumnMap
 from batch_assign.errors import InputFileError, UsageError
 
@@ -26,6 +31,7 @@ __all__ = [
     "CHUNK_SIZE",
     "Columns",
     "ReadBatch",
+    "check_input_file",
     "normalize_uuid",
     "open_input",
     "read_batches",
@@ -33,7 +39,7 @@ __all__ = [
     "spool_stdin",
 ]
 
-CHUNK_SIZE = 50_000
+CHUNK_SIZE = 10_000
 _ROW = "__batch_assign_row"
 _ALIASES: dict[str, tuple[str, ...]] = {
     "lead_id": ("leadid", "lead", "id"),
@@ -152,8 +158,8 @@ def _check_encoding(path: Path) -> None:
         )
 
 
-def open_input(path: str) -> pl.LazyFrame:
-    """A lazy frame over the input, every column as text, with a 1-based row number column."""
+def check_input_file(path: str) -> Path:
+    """The input as a path, or an `InputFileError` saying why it cannot be read."""
     file = Path(path)
     if not file.exists():
         raise InputFileError(path, "no such file")
@@ -161,6 +167,12 @@ def open_input(path: str) -> pl.LazyFrame:
         raise InputFileError(path, "is a directory, not a file")
     if not os.access(file, os.R_OK):
         raise InputFileError(path, "cannot be read (permission denied)")
+    return file
+
+
+def open_input(path: str) -> pl.LazyFrame:
+    """A lazy frame over the input, every column as text, with a 1-based row number column."""
+    file = check_input_file(path)
     suffix = file.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
@@ -216,8 +228,12 @@ def read_batches(
             raise UsageError(f"--workflow-id {workflow_id!r} is not a valid UUID")
     frame = open_input(path)
     columns = resolve_columns(path, column_names(path, frame), column_map, workflow_id is not None)
-    selected = frame.select(_projection(columns, default_workflow, reason, actor_id))
-    return columns, _stream(path, selected, columns, chunk_size)
+    # The streaming query only selects; the per-row work runs eagerly on each batch, so what
+    # polars buffers ahead of us is the raw columns and nothing more.
+    raw = [c for c in (columns.lead_id, columns.workflow_id, columns.reason, columns.actor_id) if c]
+    selected = frame.select(_ROW, *dict.fromkeys(raw))
+    projection = _projection(columns, default_workflow, reason, actor_id)
+    return columns, _stream(path, selected, projection, columns, chunk_size)
 
 
 def _projection(
@@ -252,11 +268,15 @@ def _projection(
 
 
 def _stream(
-    path: str, selected: pl.LazyFrame, columns: Columns, chunk_size: int
+    path: str,
+    selected: pl.LazyFrame,
+    projection: list[pl.Expr],
+    columns: Columns,
+    chunk_size: int,
 ) -> Iterator[ReadBatch]:
     try:
         for chunk in selected.collect_batches(chunk_size=chunk_size, maintain_order=True):
-            yield ReadBatch(_validate(chunk, columns))
+            yield ReadBatch(_validate(chunk.select(projection), columns))
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputFileError(path, _polars_problem(exc)) from None
 

@@ -7,6 +7,7 @@ pool for them. Waits are exponential with jitter, and a `Retry-After` overrides 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -15,7 +16,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_delay,
-    wait_exponential_jitter,
 )
 from tenacity.stop import stop_base
 
@@ -28,7 +28,14 @@ DEADLINE_S = 900.0
 MAX_RATE_LIMITED = 100
 """Even free (429) attempts end somewhere."""
 
-_backoff = wait_exponential_jitter(initial=0.5, max=30.0, jitter=0.5)
+_BACKOFF_BASE_S = 0.5
+_BACKOFF_MAX_S = 30.0
+
+
+def _backoff(attempt: int) -> float:
+    """0.5 s, 1 s, 2 s ... capped at 30 s, plus up to 50 % jitter so workers do not sync up."""
+    wait = min(_BACKOFF_BASE_S * 2.0 ** max(attempt - 1, 0), _BACKOFF_MAX_S)
+    return wait + random.uniform(0, wait / 2)
 
 
 class _AttemptBudget(stop_base):
@@ -54,7 +61,7 @@ def _wait(state: RetryCallState) -> float:
             return 0.0  # the limiter holds every worker until Retry-After has passed
         if exc.retry_after is not None:
             return exc.retry_after
-    return float(_backoff(state))
+    return _backoff(state.attempt_number)
 
 
 def retrying(

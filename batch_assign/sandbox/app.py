@@ -12,6 +12,7 @@ import math
 import re
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,8 @@ class SandboxSettings:
     burst: int = 50
     rate_limit_headers: bool = True
     faults: FaultPlan = field(default_factory=FaultPlan)
+    stats: Counter[str] = field(default_factory=Counter)
+    """Requests seen, by `"METHOD kind"` (kind: assign, lead, leads, workflows) and by status."""
 
 
 class _TokenBucket:
@@ -96,6 +99,12 @@ def build_app(store: Store, settings: SandboxSettings) -> web.Application:
 
     @web.middleware
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await _gate(request, handler)
+        settings.stats[f"{request.method} {_kind(request.path)}"] += 1
+        settings.stats[f"status {response.status}"] += 1
+        return response
+
+    async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         delay = faults.delay_s()
         if delay:
             await asyncio.sleep(delay)
@@ -182,8 +191,8 @@ def build_app(store: Store, settings: SandboxSettings) -> web.Application:
 
     async def get_lead(request: web.Request) -> web.StreamResponse:
         lead_id = request.match_info["id"]
-        if not _UUID.match(lead_id):
-            return _validation("Lead id must be a valid UUID")
+        if not _UUID.match(lead_id):  # the contract has no 400 here: no such lead
+            return _not_found("Lead")
         try:
             lead = store.get_lead(lead_id.lower())
         except NotFound:
@@ -224,20 +233,16 @@ def build_app(store: Store, settings: SandboxSettings) -> web.Application:
         )
 
     async def list_workflows(request: web.Request) -> web.StreamResponse:
-        try:
-            limit = int(request.query.get("limit", "50"))
-            offset = int(request.query.get("offset", "0"))
-        except ValueError:
-            return _validation("limit and offset must be integers")
-        if not 1 <= limit <= 200 or offset < 0:
-            return _validation("limit must be 1 to 200 and offset 0 or more")
+        # The contract documents no 400 here: out-of-range or malformed values fall back.
+        limit = min(max(_int_param(request, "limit", 50), 1), 200)
+        offset = max(_int_param(request, "offset", 0), 0)
         workflows, total = store.list_workflows(limit, offset)
         return web.json_response({"success": True, "workflows": workflows, "total": total})
 
     async def get_workflow(request: web.Request) -> web.StreamResponse:
         workflow_id = request.match_info["id"]
         if not _UUID.match(workflow_id):
-            return _validation("Workflow id must be a valid UUID")
+            return _not_found("Workflow")
         try:
             workflow = store.get_workflow(workflow_id.lower())
         except NotFound:
@@ -265,3 +270,19 @@ def _lead_problem(item: dict[str, Any]) -> str | None:
     if lead_id is not None and (not isinstance(lead_id, str) or not _UUID.match(lead_id)):
         return "id must be a valid UUID"
     return None
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    try:
+        value = int(request.query.get(name, default))
+    except ValueError:
+        return default
+    return min(value, 2**62)  # SQLite integers are 64-bit
+
+
+def _kind(path: str) -> str:
+    if path.endswith("/assign-workflow"):
+        return "assign"
+    if "/leads/" in path:
+        return "lead"
+    return "workflows" if "/workflows" in path else "leads"

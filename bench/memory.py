@@ -1,0 +1,68 @@
+"""Peak memory (RSS) of `batch-assign validate` (and `run`, with --run) by input size.
+
+    python bench/memory.py                       # validate at 50,000 and 5,000,000 rows
+    python bench/memory.py --rows 1000000 --run  # also a full run against a bench server
+
+Input files are generated once into --data (default: a folder under the system temp dir) with
+`sample_data/generate.py`'s shape. Each measurement is a fresh process; its peak RSS comes from
+the kernel (`ru_maxrss` of the child).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from batch_assign.sample import write_sample  # noqa: E402
+
+_WRAPPER = (
+    "import resource, subprocess, sys; "
+    "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)"
+)
+
+
+def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
+    """(peak RSS in MB, seconds, exit code) of one command, run under its own parent process."""
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    elapsed = time.perf_counter() - started
+    peak_kb, code = out.stdout.split()
+    return int(peak_kb) / 1024, elapsed, int(code)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[50_000, 5_000_000])
+    parser.add_argument(
+        "--data", type=Path, default=Path(tempfile.gettempdir()) / "batch-assign-bench"
+    )
+    args = parser.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    print(f"{'command':<10} {'rows':>10} {'peak RSS MB':>12} {'seconds':>8} {'exit':>5}")
+    for rows in sorted(args.rows):
+        path = args.data / f"sample-{rows}.csv"
+        if not path.exists():
+            write_sample(rows, path)
+        peak, elapsed, code = measure(
+            [sys.executable, "-m", "batch_assign", "validate", str(path)], dict(os.environ)
+        )
+        print(f"{'validate':<10} {rows:>10,} {peak:>12.0f} {elapsed:>8.1f} {code:>5}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

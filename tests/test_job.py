@@ -1,0 +1,280 @@
+"""The job end to end, over loopback against the sandbox: every row once, nothing doubled."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from conftest import (
+    make_migration,
+    new_id,
+    read_json,
+    read_report,
+    run_cli,
+    start_sandbox,
+    write_csv,
+)
+
+from batch_assign.config import RunConfig
+from batch_assign.errors import JournalMismatchError
+from batch_assign.job import run_job
+from batch_assign.journal import REPORT_COLUMNS
+from batch_assign.sandbox import FaultRule, RunningSandbox
+
+FAST = {"rate": 0.0, "concurrency": 16}
+
+
+def config(box: RunningSandbox, input_path: Path, report: Path, **overrides: Any) -> RunConfig:
+    options: dict[str, Any] = {"base_url": box.url, "api_key": box.api_key, **FAST, **overrides}
+    return RunConfig(input=str(input_path), report=report, **options)
+
+
+def assert_each_moved_once(
+    box: RunningSandbox, seed: dict[str, Any], rows: list[dict[str, str]]
+) -> None:
+    """G1/G2 from the audit: one assignment per lead that was not already in its target, none else."""
+    current = {lead["id"]: lead.get("workflow_id") for lead in seed["leads"]}
+    per_lead = Counter(entry.lead_id for entry in box.store.audit())
+    for row in rows:
+        moved = current[row["lead_id"]] != row["workflow_id"]
+        assert (1 if moved else 0) == per_lead[row["lead_id"]], row
+        assert row["workflow_id"] == box.store.active_workflow(row["lead_id"])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_migration_every_row_once(tmp_path: Path, fmt: str) -> None:
+    """A few thousand rows end succeeded or unchanged; the audit shows one move per moved lead."""
+    path, seed, rows = make_migration(tmp_path, 2_400)
+    if fmt == "parquet":
+        parquet = tmp_path / "input.parquet"
+        pl.read_csv(path).write_parquet(parquet)
+        path = parquet
+    report = tmp_path / "out" / "run.report.csv"
+    with start_sandbox(seed) as box:
+        summary = run_job(config(box, path, report))
+        assert_each_moved_once(box, seed, rows)
+        assert box.settings.stats["POST assign"] == 1_600  # exactly the rows that move
+    got = read_report(report)
+    assert list(REPORT_COLUMNS) == list(got[0])
+    assert [str(i) for i in range(1, 2_401)] == [r["row"] for r in got]
+    assert [r["lead_id"] for r in rows] == [r["lead_id"] for r in got]
+    assert summary.statuses == {"succeeded": 1_600, "unchanged": 800}
+    assert summary.movement_types == {"enrollment": 800, "reassignment": 800}
+    assert summary.exit_code == 0
+    first, second, third = got[0], got[1], got[2]
+    assert (
+        first["status"],
+        first["movement_type"],
+        first["previous_workflow_id"],
+        first["http_status"],
+        first["attempts"],
+    ) == ("succeeded", "enrollment", "", "201", "1")
+    assert ("succeeded", "reassignment", seed["workflows"][2]["id"]) == (
+        second["status"],
+        second["movement_type"],
+        second["previous_workflow_id"],
+    )
+    assert (third["status"], third["attempts"]) == ("unchanged", "0")
+    assert first["workflow_run_id"]
+    assert first["workflow_name"] == "WF 0"
+    assert first["paused"] == "false"
+    assert first["completed_at"].endswith("Z")
+    summary_file = read_json(tmp_path / "out" / "run.report.summary.json")
+    assert (summary_file["rows"], summary_file["exit_code"]) == (2_400, 0)
+    assert (
+        (tmp_path / "out" / "run.report.failures.csv").read_text().strip()
+    ) == "lead_id,workflow_id,reason,actor_id,error"
+
+
+def test_invalid_duplicate_and_unknown_rows(tmp_path: Path) -> None:
+    """Bad rows get their status and message, do not stop the good ones, and land in failures."""
+    wf, other = new_id(), new_id()
+    good = [new_id() for _ in range(3)]
+    unknown_lead, unknown_wf = new_id(), new_id()
+    seed = {
+        "workflows": [{"id": wf, "name": "Target"}, {"id": other, "name": "Other"}],
+        "leads": [{"id": lead, "first_name": "x"} for lead in good],
+    }
+    rows = [
+        {"lead_id": good[0], "workflow_id": wf, "note": "first"},
+        {"lead_id": "LEAD-7", "workflow_id": wf, "note": "invalid lead"},
+        {"lead_id": good[0].upper(), "workflow_id": other, "note": "duplicate"},
+        {"lead_id": unknown_lead, "workflow_id": wf, "note": "unknown lead"},
+        {"lead_id": good[1], "workflow_id": unknown_wf, "note": "unknown workflow"},
+        {"lead_id": good[2], "workflow_id": "", "note": "no workflow"},
+    ]
+    path = write_csv(tmp_path / "in.csv", rows)
+    report = tmp_path / "in.report.csv"
+    with start_sandbox(seed) as box:
+        summary = run_job(config(box, path, report))
+        posts = box.settings.stats["POST assign"]
+    got = {int(r["row"]): r for r in read_report(report)}
+    assert [got[i]["status"] for i in range(1, 7)] == [
+        "succeeded",
+        "invalid",
+        "duplicate",
+        "failed",
+        "failed",
+        "invalid",
+    ]
+    assert got[2]["error"] == "column 'lead_id': 'LEAD-7' is not a valid UUID"
+    assert got[3]["error"] == "lead already in row 1 (--duplicates first)"
+    assert (got[4]["http_status"], got[4]["attempts"]) == (
+        "404",
+        "0",
+    )  # the pre-check found no lead
+    assert "Lead not found" in got[4]["error"]
+    assert (got[5]["http_status"], got[5]["attempts"]) == ("404", "1")  # not retried
+    assert "Workflow not found" in got[5]["error"]
+    assert posts == 2  # row 1 and the unknown-workflow row, once each
+    assert summary.exit_code == 1
+    failures = read_report(tmp_path / "in.report.failures.csv")
+    assert list(failures[0]) == ["lead_id", "workflow_id", "note", "error"]
+    assert [f["note"] for f in failures] == [
+        "invalid lead",
+        "unknown lead",
+        "unknown workflow",
+        "no workflow",
+    ]
+
+
+def test_503_and_429_are_retried_until_they_succeed(tmp_path: Path) -> None:
+    """Not-applied answers (503 bursts, 429 with Retry-After) are retried; nothing is doubled."""
+    path, seed, rows = make_migration(tmp_path, 90)
+    report = tmp_path / "r.report.csv"
+    rules = (FaultRule("503", rate=0.08, burst=2),)
+    with start_sandbox(seed, rate_limit=100, burst=5, rules=rules) as box:
+        summary = run_job(
+            config(box, path, report, rate=150, burst=10, concurrency=8, max_attempts=8)
+        )
+        assert_each_moved_once(box, seed, rows)
+        statuses = box.settings.stats
+    assert summary.statuses == {"succeeded": 60, "unchanged": 30}
+    assert statuses["status 503"] > 0
+    assert statuses["status 429"] > 0
+    assert summary.rate_limited == statuses["status 429"]
+    assert summary.retries >= statuses["status 503"]
+
+
+@pytest.mark.parametrize("mode", ["500-after", "drop-after", "slow-after"])
+def test_after_apply_faults_are_verified_never_resent(tmp_path: Path, mode: str) -> None:
+    """When the API applied the move but the answer was lost, a GET proves it; no second POST."""
+    path, seed, rows = make_migration(tmp_path, 90)
+    report = tmp_path / "r.report.csv"
+    rule = FaultRule(mode, rate=0.4, delay_s=2.0)
+    with start_sandbox(seed, rules=(rule,)) as box:
+        summary = run_job(config(box, path, report, timeout=0.5))
+        injected = box.settings.faults.injected[mode]
+        assert_each_moved_once(box, seed, rows)
+    got = read_report(report)
+    verified = [r for r in got if "verified applied" in r["error"]]
+    assert injected > 5
+    assert injected == len(verified)
+    assert {"succeeded"} == {r["status"] for r in verified}
+    assert summary.statuses == {"succeeded": 60, "unchanged": 30}
+
+
+def test_500_before_is_verified_then_retried(tmp_path: Path) -> None:
+    """A 500 that applied nothing is verified as untouched, then sent again and succeeds once."""
+    path, seed, rows = make_migration(tmp_path, 30)
+    moved = [r["lead_id"] for i, r in enumerate(rows) if i % 3 != 2]
+    rule = FaultRule("500-before", lead_ids=frozenset(moved[:5]), times=1)
+    with start_sandbox(seed, rules=(rule,)) as box:
+        summary = run_job(config(box, path, tmp_path / "r.report.csv"))
+        assert_each_moved_once(box, seed, rows)
+    got = {r["lead_id"]: r for r in read_report(tmp_path / "r.report.csv")}
+    assert [got[lead]["attempts"] for lead in moved[:5]] == ["2"] * 5
+    assert summary.exit_code == 0
+
+
+def test_wrong_key_stops_the_run_with_exit_3(tmp_path: Path) -> None:
+    """A refused key stops everything after a handful of requests; unsent rows stay pending."""
+    path, seed, _ = make_migration(tmp_path, 500)
+    report = tmp_path / "r.report.csv"
+    with start_sandbox(seed) as box:
+        result = run_cli(
+            "run",
+            str(path),
+            "--report",
+            str(report),
+            "--base-url",
+            box.url,
+            "--rate",
+            "0",
+            env={"NEXOR_API_KEY": "nxr_live_definitely_wrong"},
+        )
+        seen = sum(v for k, v in box.settings.stats.items() if k.startswith("status"))
+    assert result.returncode == 3, result.stderr
+    assert seen <= 20
+    assert "authentication failed" in result.stdout + result.stderr
+    assert "nxr_live_definitely_wrong" not in result.stdout + result.stderr
+    statuses = Counter(r["status"] for r in read_report(report))
+    assert statuses == {"pending": 500}
+    assert box.store.audit() == []
+
+
+def test_no_check_current_reassigns_leads_already_in_place(tmp_path: Path) -> None:
+    """--no-check-current sends without the GET: leads already in their target are reassigned."""
+    path, seed, _rows = make_migration(tmp_path, 30)
+    with start_sandbox(seed) as box:
+        summary = run_job(config(box, path, tmp_path / "r.report.csv", check_current=False))
+        assert box.settings.stats["GET lead"] == 0
+        assert len(box.store.audit()) == 30
+    assert summary.statuses == {"succeeded": 30}
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_report_formats(tmp_path: Path, suffix: str) -> None:
+    """The report's format follows its extension, with the same columns and order."""
+    path, seed, _rows = make_migration(tmp_path, 12)
+    report = tmp_path / f"r.report{suffix}"
+    with start_sandbox(seed) as box:
+        run_job(config(box, path, report))
+    frame = pl.read_parquet(report) if suffix == ".parquet" else pl.read_ndjson(report)
+    assert list(REPORT_COLUMNS) == frame.columns
+    assert list(range(1, 13)) == frame["row"].to_list()
+    assert {"succeeded", "unchanged"} == set(frame["status"].to_list())
+
+
+def test_rerun_sends_nothing_and_changed_input_is_refused(tmp_path: Path) -> None:
+    """The same command again resumes: settled rows are skipped. A changed input is refused."""
+    path, seed, rows = make_migration(tmp_path, 30)
+    report = tmp_path / "r.report.csv"
+    with start_sandbox(seed) as box:
+        run_job(config(box, path, report))
+        posts = box.settings.stats["POST assign"]
+        again = run_job(config(box, path, report))
+        assert posts == box.settings.stats["POST assign"]
+        assert again.statuses == {"succeeded": 20, "unchanged": 10}
+        assert_each_moved_once(box, seed, rows)
+        path.write_text(path.read_text() + f"{new_id()},{rows[0]['workflow_id']},,\n")
+        with pytest.raises(JournalMismatchError, match="changed since this run started"):
+            run_job(config(box, path, report))
+        path.write_text(path.read_text().rsplit("\n", 2)[0] + "\n")
+        with pytest.raises(JournalMismatchError, match="reason was None, now 'x'"):
+            run_job(config(box, path, report, reason="x"))
+
+
+def test_stdin_input(tmp_path: Path) -> None:
+    """`-` reads CSV from standard input."""
+    path, seed, rows = make_migration(tmp_path, 9)
+    report = tmp_path / "stdin.report.csv"
+    with start_sandbox(seed) as box:
+        result = run_cli(
+            "run",
+            "-",
+            "--report",
+            str(report),
+            "--base-url",
+            box.url,
+            "--rate",
+            "0",
+            env={"NEXOR_API_KEY": box.api_key},
+            input=path.read_bytes(),
+        )
+        assert_each_moved_once(box, seed, rows)
+    assert result.returncode == 0, result.stderr
+    assert len(read_report(report)) == 9

@@ -1,0 +1,193 @@
+"""The shared limiter and the retry policy, on a controlled clock: no test here waits for real."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from batch_assign.errors import NotAppliedError, PermanentError
+from batch_assign.limiter import RateLimiter
+from batch_assign.retry import retrying
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class FakeClock:
+    """A monotonic clock that only moves when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(seconds, 0.0)
+        await anyio.lowlevel.checkpoint()
+
+
+def limiter(rate: float, burst: int | None = None) -> tuple[RateLimiter, FakeClock]:
+    clock = FakeClock()
+    return RateLimiter(rate, burst, clock=clock, sleep=clock.sleep), clock
+
+
+async def times(lim: RateLimiter, clock: FakeClock, n: int) -> list[float]:
+    stamps = []
+    for _ in range(n):
+        await lim.acquire()
+        stamps.append(round(clock.now, 6))
+    return stamps
+
+
+async def test_paces_evenly_at_the_rate() -> None:
+    """rate 10, burst 1: one request every 100 ms, starting at once."""
+    lim, clock = limiter(10, 1)
+    assert [round(0.1 * i, 6) for i in range(6)] == await times(lim, clock, 6)
+
+
+async def test_burst_goes_early_then_paces() -> None:
+    """burst 3: three requests at once, then one every interval."""
+    lim, clock = limiter(10, 3)
+    assert await times(lim, clock, 5) == [0.0, 0.0, 0.0, 0.1, 0.2]
+
+
+async def test_oversleeping_does_not_lower_the_rate() -> None:
+    """Sleeps that overshoot (timer granularity) are absorbed by the schedule, not accumulated."""
+    clock = FakeClock()
+
+    async def sloppy_sleep(seconds: float) -> None:
+        await clock.sleep(seconds + 0.0004)  # each wake-up is 0.4 ms late
+
+    lim = RateLimiter(1000, 1, clock=clock, sleep=sloppy_sleep)
+    for _ in range(1000):
+        await lim.acquire()
+    assert clock.now < 1.0 + 0.001  # 1,000 requests in one second, give or take one wake-up
+
+
+async def test_unlimited_never_sleeps() -> None:
+    """rate 0 means no pacing at all."""
+    lim, clock = limiter(0)
+    await times(lim, clock, 100)
+    assert clock.sleeps == []
+
+
+async def test_429_pauses_everyone_and_halves_the_rate_once() -> None:
+    """A 429 pauses the pool for Retry-After; the 429s of requests in flight do not halve again."""
+    lim, clock = limiter(10, 1)
+    await times(lim, clock, 3)  # t = 0.0, 0.1, 0.2
+    assert lim.rate_limited(2.0) == 2.0
+    lim.rate_limited(2.0)  # a second 429 from a request already in flight
+    assert lim.rate == 5.0
+    stamps = await times(lim, clock, 3)
+    assert stamps == [2.2, 2.4, 2.6]  # after the pause, one at a time at the halved rate
+
+
+async def test_429_without_retry_after_backs_off_exponentially() -> None:
+    """No Retry-After: 1 s, then 2 s, then 4 s pauses."""
+    lim, _clock = limiter(10, 1)
+    pauses = []
+    for _ in range(3):
+        pauses.append(lim.rate_limited(None))
+        await lim.acquire()
+    assert pauses == [1.0, 2.0, 4.0]
+
+
+async def test_rate_recovers_gradually_to_the_target() -> None:
+    """After a decrease the rate grows back by 5 % of the target each second, never above it."""
+    lim, clock = limiter(100, 1)
+    lim.rate_limited(0.0)
+    assert lim.rate == 50.0
+    seen = []
+    for _ in range(12):
+        clock.now += 1.0
+        await lim.acquire()
+        seen.append(lim.rate)
+    assert seen[:3] == [55.0, 60.0, 65.0]
+    assert seen[-1] == 100.0
+
+
+async def test_slows_before_the_budget_runs_out() -> None:
+    """X-RateLimit-Remaining near zero brings the rate under the server's limit."""
+    lim, _ = limiter(100, 1)
+    lim.nearly_exhausted(limit=50, remaining=1)
+    assert lim.rate == 45.0
+    lim2, _ = limiter(100, 1)
+    lim2.nearly_exhausted(limit=None, remaining=None)  # no headers: nothing changes
+    assert lim2.rate == 100.0
+
+
+async def test_workers_are_served_in_turn() -> None:
+    """Workers queue FIFO: none gets a second slot before every other waiting worker got one."""
+    lim, _clock = limiter(10, 1)
+    order: list[int] = []
+
+    async def worker(n: int) -> None:
+        for _ in range(5):
+            await lim.acquire()
+            order.append(n)
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        for n in range(3):
+            tg.start_soon(worker, n)
+    for start in range(0, 15, 3):
+        assert {0, 1, 2} == set(order[start : start + 3])
+
+
+async def test_rate_limited_retries_do_not_use_up_attempts() -> None:
+    """Ten 429s then success, with max_attempts 2: the 429s were free."""
+    calls = 0
+
+    async def no_sleep(_: float) -> None:
+        await anyio.lowlevel.checkpoint()
+
+    async for attempt in retrying(2, sleep=no_sleep):
+        with attempt:
+            calls += 1
+            if calls <= 10:
+                raise NotAppliedError("HTTP 429", http_status=429, retry_after=1)
+    assert calls == 11
+
+
+async def test_other_retryable_errors_are_bounded_and_permanent_ones_are_not_retried() -> None:
+    """503s stop after max_attempts; a 404 is raised at once."""
+    calls = 0
+
+    async def no_sleep(_: float) -> None:
+        await anyio.lowlevel.checkpoint()
+
+    with pytest.raises(NotAppliedError):
+        async for attempt in retrying(3, sleep=no_sleep):
+            with attempt:
+                calls += 1
+                raise NotAppliedError("HTTP 503", http_status=503)
+    assert calls == 3
+    with pytest.raises(PermanentError):
+        async for attempt in retrying(3, sleep=no_sleep):
+            with attempt:
+                calls += 1
+                raise PermanentError("HTTP 404", http_status=404)
+    assert calls == 4
+
+
+async def test_retry_after_sets_the_wait() -> None:
+    """A Retry-After on a 503 is the wait before the next attempt."""
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+    with pytest.raises(NotAppliedError):
+        async for attempt in retrying(2, sleep=record):
+            with attempt:
+                raise NotAppliedError("HTTP 503", http_status=503, retry_after=7)
+    assert waits == [7]
