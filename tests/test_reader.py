@@ -160,7 +160,9 @@ def test_streams_in_batches(tmp_path: Path) -> None:
 @given(
     reasons=st.lists(
         st.text(
-            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+            alphabet=st.characters(
+                exclude_categories=("Cs", "Cc"), include_characters="\n\r\t ,\"'"
+            ),
             max_size=30,
         ),
         min_size=1,
