@@ -7,7 +7,9 @@ failure, failure threshold); 130/143 interrupted.
 
 from __future__ import annotations
 
+import signal
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
@@ -375,6 +377,28 @@ def demo(out: str) -> None:
     sys.exit(0 if summary.exit_code in (0, 1) else summary.exit_code)
 
 
+@cli.command()
+@click.argument("report", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Where to write the rollback input (default: <report stem>.rollback.csv).",
+)
+def rollback(report: str, output: str | None) -> None:
+    """Write an input file that moves every succeeded lead of REPORT back to its previous workflow.
+
+    Leads the run enrolled (they had no workflow) cannot be un-enrolled through the API; they are
+    listed in <output stem>.not-reversible.csv instead.
+    """
+    from batch_assign.rollback import write_rollback
+
+    files = write_rollback(Path(report), Path(output) if output else None)
+    click.echo(f"{files.rows:,} leads to move back: {files.rollback}")
+    click.echo(f"{files.skipped:,} leads that cannot be moved back: {files.not_reversible}")
+    click.echo(f"review it, then: batch-assign run {files.rollback}")
+
+
 @contextmanager
 def _embedded_sandbox(seed: str | None) -> Iterator[Any]:
     from batch_assign.sandbox import load_seed, serve_in_thread
@@ -409,8 +433,17 @@ def _print_summary(summary: RunSummary) -> None:
         _out.print(f"[red]stopped:[/red] {summary.stop_reason}")
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside the dispatcher (which handles it itself): leave as 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
 def main() -> None:
     """Entry point: run the CLI and turn our errors into one clear line and an exit code."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -425,4 +458,15 @@ def main() -> None:
         _err.print(f"[red]error:[/red] {redact(str(exc))}", highlight=False, markup=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
+        _err.print("interrupted")
         sys.exit(130)
+    except _Terminated:
+        _err.print("terminated")
+        sys.exit(143)
+    except Exception:  # a bug: say so plainly, keep the key out of the traceback
+        sys.stderr.write(redact(traceback.format_exc()))
+        sys.stderr.write(
+            "batch-assign hit an internal error (exit 70). The journal keeps the run safe to "
+            "resume; please report this traceback.\n"
+        )
+        sys.exit(70)

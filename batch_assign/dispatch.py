@@ -88,8 +88,9 @@ class Progress:
 class _JournalWriter:
     """Group commit: intents wait for the commit that holds them; outcomes ride along."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, counters: Callable[[], dict[str, int]]) -> None:
         self._journal = journal
+        self._counters = counters
         self._intents: list[tuple[int, str | None, str | None]] = []
         self._outcomes: list[Outcome] = []
         self._wake = anyio.Event()
@@ -119,7 +120,9 @@ class _JournalWriter:
             intents, outcomes, committed = self._intents, self._outcomes, self._next_commit
             self._intents, self._outcomes, self._next_commit = [], [], anyio.Event()
             if intents or outcomes:
-                await anyio.to_thread.run_sync(self._journal.apply, intents, outcomes)
+                await anyio.to_thread.run_sync(
+                    self._journal.apply, intents, outcomes, self._counters()
+                )
             committed.set()
             if self._closing and not self._intents and not self._outcomes:
                 return
@@ -142,7 +145,7 @@ class Dispatcher:
         self._settings = settings
         self._progress = progress or Progress(0)
         self._sleep = sleep
-        self._writer = _JournalWriter(journal)
+        self._writer = _JournalWriter(journal, self._counters)
         self._stop_reason: str | None = None
         self._exit_code: int | None = None
         self._work_scope: anyio.CancelScope | None = None
@@ -150,6 +153,14 @@ class Dispatcher:
         self._sent_rows = 0
         self._failures = 0
         self._settled = 0
+
+    def _counters(self) -> dict[str, int]:
+        return {
+            "requests": self._client.requests,
+            "rate_limited": self._client.rate_limited,
+            "retries": self._retries,
+            "sent_rows": self._sent_rows,
+        }
 
     # --- the pool -------------------------------------------------------------------------
 

@@ -111,6 +111,7 @@ class Journal:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        self.session_id: int | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -269,13 +270,21 @@ class Journal:
         self,
         intents: list[tuple[int, str | None, str | None]],
         outcomes: list[Outcome],
+        counters: dict[str, int] | None = None,
     ) -> None:
-        """Commit intents `(row, prior_run_id, previous_workflow_id)` and outcomes in one go."""
+        """Commit intents `(row, prior_run_id, previous_workflow_id)`, outcomes and the current
+        session's counters in one transaction (so a killed session still counts its requests)."""
         if not intents and not outcomes:
             return
         now = _now()
         self._db.execute("BEGIN")
         try:
+            if counters and self.session_id is not None:
+                names = sorted(counters)
+                self._db.execute(
+                    f"UPDATE sessions SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
+                    (*(counters[n] for n in names), self.session_id),
+                )
             if intents:
                 self._db.executemany(
                     "UPDATE rows SET phase = 'sending', prior_run_id = ?, previous_workflow_id = ?"
@@ -300,7 +309,8 @@ class Journal:
 
     def start_session(self) -> int:
         cursor = self._db.execute("INSERT INTO sessions (started_at) VALUES (?)", (_now(),))
-        return int(cursor.lastrowid or 0)
+        self.session_id = int(cursor.lastrowid or 0)
+        return self.session_id
 
     def end_session(self, session: int, **fields: Any) -> None:
         names = sorted(fields)

@@ -99,8 +99,8 @@ def build_app(store: Store, settings: SandboxSettings) -> web.Application:
 
     @web.middleware
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await _gate(request, handler)
         settings.stats[f"{request.method} {_kind(request.path)}"] += 1
+        response = await _gate(request, handler)
         settings.stats[f"status {response.status}"] += 1
         return response
 

@@ -45,7 +45,9 @@ def load_seed(path: str | Path) -> dict[str, Any]:
 
 
 async def _start(store: Store, settings: SandboxSettings, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(build_app(store, settings), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        build_app(store, settings), access_log=None, handle_signals=False, shutdown_timeout=1.0
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()
