@@ -278,7 +278,7 @@ def test_restart_still_leaves_leads_in_place_alone(tmp_path: Path) -> None:
 
 def test_rollback_moves_succeeded_leads_back(tmp_path: Path) -> None:
     """rollback writes an input that returns reassigned leads; enrolled ones are listed apart."""
-    path, seed, rows = make_migration(tmp_path, 30)
+    path, seed, _rows = make_migration(tmp_path, 30)
     report = tmp_path / "r.report.csv"
     with start_sandbox(seed) as box:
         env = {"NEXOR_API_KEY": box.api_key}
