@@ -7,35 +7,37 @@ failure, failure threshold); 130/143 interrupted.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 import structlog
 from rich.console import Console
-from rich.table import Table
 
 from batch_assign import __version__
 from batch_assign.config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
+    DEFAULT_GRACE,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RATE,
     DEFAULT_TIMEOUT,
     RunConfig,
+    check_base_url,
     default_report_path,
     resolve_api_key,
 )
+from batch_assign.display import LiveProgress, print_summary
 from batch_assign.errors import BatchAssignError, UsageError
 from batch_assign.job import run_job
 from batch_assign.logs import configure_logging, redact, remember_secret
-from batch_assign.records import RunSummary
+from batch_assign.planner import parse_shard
 from batch_assign.sample import sample_data_dir
 
 __all__ = ["main"]
@@ -60,115 +62,181 @@ def cli() -> None:
     """Move leads between Nexor workflows in bulk: every row exactly once, at the rate you set."""
 
 
+_RUN_OPTIONS = [
+    click.option(
+        "--job",
+        type=click.Path(dir_okay=False),
+        help="Read options from a job file (jobs/NAME.toml); flags override it.",
+    ),
+    click.option(
+        "--report",
+        type=click.Path(dir_okay=False),
+        help="Report path (.csv, .parquet, .jsonl); default <input stem>.report.csv.",
+    ),
+    click.option(
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE,
+        show_default=True,
+        help="Requests per second, every request counted (0 = unlimited).",
+    ),
+    click.option(
+        "--burst",
+        type=int,
+        default=None,
+        help="Requests that may go early at once (default: rate/10).",
+    ),
+    click.option(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        show_default=True,
+        help="Requests in flight at most.",
+    ),
+    click.option("--workflow-id", help="Target workflow for rows that have none."),
+    click.option("--reason", help="Reason for rows that have none."),
+    click.option("--actor-id", help="Actor id for rows that have none."),
+    click.option(
+        "--map",
+        "column_map",
+        multiple=True,
+        metavar="FIELD=COLUMN",
+        help="Name the column of a field (lead_id, workflow_id, reason, actor_id); repeatable.",
+    ),
+    click.option(
+        "--duplicates",
+        type=click.Choice(["first", "last", "error"]),
+        default="first",
+        show_default=True,
+        help="Which row wins when a lead appears twice.",
+    ),
+    click.option(
+        "--no-check-current",
+        is_flag=True,
+        help="Skip the GET that leaves leads already in their target alone (halves requests; re-assigning restarts a cadence).",
+    ),
+    click.option(
+        "--max-attempts",
+        type=int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        show_default=True,
+        help="Attempts per row for retryable errors (429s not counted).",
+    ),
+    click.option(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        show_default=True,
+        help="Seconds per request.",
+    ),
+    click.option("--max-failures", type=int, help="Stop (exit 3) after more than N failed rows."),
+    click.option(
+        "--max-failure-rate",
+        type=float,
+        help="Stop (exit 3) when the failed fraction passes F (0.2 = 20 %) after 50 rows.",
+    ),
+    click.option(
+        "--shard",
+        help="Take only the rows whose lead id hashes to shard K of N (K from 0), e.g. 0/4.",
+    ),
+    click.option(
+        "--restart",
+        is_flag=True,
+        help="Forget this report's journal and start over (leads already in place stay unchanged).",
+    ),
+    click.option(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        show_default=True,
+        help="Seconds in-flight requests get to finish after SIGINT/SIGTERM.",
+    ),
+    click.option(
+        "--base-url",
+        default=DEFAULT_BASE_URL,
+        show_default=True,
+        help="API base URL (https, or http to loopback only).",
+    ),
+    click.option(
+        "--api-key-file",
+        type=click.Path(dir_okay=False),
+        help="Read the API key from this file (default: $NEXOR_API_KEY).",
+    ),
+    click.option(
+        "--api-key-env",
+        metavar="NAME",
+        help="Read the API key from this environment variable instead of NEXOR_API_KEY.",
+    ),
+    click.option(
+        "--sandbox",
+        is_flag=True,
+        help="Rehearse against an embedded local sandbox seeded with the sample data (no key needed).",
+    ),
+    click.option(
+        "--sandbox-seed",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Seed file for --sandbox (default: the sample seed).",
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Read, validate and pre-check with GETs only; report what would happen. Sends no assignment.",
+    ),
+    click.option(
+        "--log-format",
+        type=click.Choice(["console", "json"]),
+        help="Log format (default: console on a terminal, JSON lines otherwise).",
+    ),
+    click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal."),
+]
+
+
+def _run_options(func: Any) -> Any:
+    for option in reversed(_RUN_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _merge_job(ctx: click.Context, options: dict[str, Any]) -> dict[str, Any]:
+    """Job file values under the flags the user actually typed."""
+    if not options["job"]:
+        return options
+    from click.core import ParameterSource
+
+    from batch_assign.jobfile import load_job
+
+    renames = {"input": "input_path", "map": "column_map"}
+    merged = dict(options)
+    for key, value in load_job(options["job"]).items():
+        name = renames.get(key, key)
+        if key == "check_current":
+            name, value = "no_check_current", not value
+        elif key == "progress":
+            name, value = "no_progress", not value
+        elif key == "map":
+            value = tuple(f"{field}={column}" for field, column in value.items())
+        if ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE:
+            merged[name] = value
+    return merged
+
+
 @cli.command()
-@click.argument("input_path", metavar="INPUT", required=True)
-@click.option(
-    "--report",
-    type=click.Path(dir_okay=False),
-    help="Report path (.csv, .parquet, .jsonl); default <input stem>.report.csv.",
-)
-@click.option(
-    "--rate",
-    type=float,
-    default=DEFAULT_RATE,
-    show_default=True,
-    help="Requests per second, every request counted (0 = unlimited).",
-)
-@click.option(
-    "--burst", type=int, default=None, help="Requests that may go early at once (default: rate/10)."
-)
-@click.option(
-    "--concurrency",
-    type=int,
-    default=DEFAULT_CONCURRENCY,
-    show_default=True,
-    help="Requests in flight at most.",
-)
-@click.option("--workflow-id", help="Target workflow for rows that have none.")
-@click.option("--reason", help="Reason for rows that have none.")
-@click.option("--actor-id", help="Actor id for rows that have none.")
-@click.option(
-    "--map",
-    "column_map",
-    multiple=True,
-    metavar="FIELD=COLUMN",
-    help="Name the column of a field (lead_id, workflow_id, reason, actor_id); repeatable.",
-)
-@click.option(
-    "--duplicates",
-    type=click.Choice(["first", "last", "error"]),
-    default="first",
-    show_default=True,
-    help="Which row wins when a lead appears twice.",
-)
-@click.option(
-    "--no-check-current",
-    is_flag=True,
-    help="Skip the GET that leaves leads already in their target alone (halves requests; re-assigning restarts a cadence).",
-)
-@click.option(
-    "--max-attempts",
-    type=int,
-    default=DEFAULT_MAX_ATTEMPTS,
-    show_default=True,
-    help="Attempts per row for retryable errors (429s not counted).",
-)
-@click.option(
-    "--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, help="Seconds per request."
-)
-@click.option("--max-failures", type=int, help="Stop (exit 3) after more than N failed rows.")
-@click.option(
-    "--max-failure-rate",
-    type=float,
-    help="Stop (exit 3) when the failed fraction passes F (0.2 = 20 %) after 50 rows.",
-)
-@click.option(
-    "--restart",
-    is_flag=True,
-    help="Forget this report's journal and start over (leads already in place stay unchanged).",
-)
-@click.option(
-    "--grace",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="Seconds in-flight requests get to finish after SIGINT/SIGTERM.",
-)
-@click.option(
-    "--base-url",
-    default=DEFAULT_BASE_URL,
-    show_default=True,
-    help="API base URL (https, or http to loopback only).",
-)
-@click.option(
-    "--api-key-file",
-    type=click.Path(dir_okay=False),
-    help="Read the API key from this file (default: $NEXOR_API_KEY).",
-)
-@click.option(
-    "--sandbox",
-    is_flag=True,
-    help="Rehearse against an embedded local sandbox seeded with the sample data (no key needed).",
-)
-@click.option(
-    "--sandbox-seed",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Seed file for --sandbox (default: the sample seed).",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Read, validate and pre-check with GETs only; report what would happen. Sends no assignment.",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["console", "json"]),
-    help="Log format (default: console on a terminal, JSON lines otherwise).",
-)
-@click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal.")
-def run(**options: Any) -> None:
-    """Assign every row of INPUT (CSV, Parquet, or - for CSV on stdin) to its workflow."""
-    configure_logging(options["log_format"])
+@click.argument("input_path", metavar="[INPUT]", required=False)
+@_run_options
+@click.pass_context
+def run(ctx: click.Context, /, **options: Any) -> None:
+    """Assign every row of INPUT (CSV, Parquet, or - for CSV on stdin) to its workflow.
+
+    INPUT may come from --job instead. Exit codes: 0 all rows succeeded or unchanged; 1 some
+    failed, invalid, duplicate or uncertain; 2 usage or file error (nothing sent); 3 aborted;
+    130/143 interrupted.
+    """
+    options = _merge_job(ctx, options)
+    if not options["input_path"]:
+        raise UsageError("run needs an INPUT file (or a --job file that names one)")
+    interactive = sys.stderr.isatty() and options["log_format"] != "json"
+    show_progress = interactive and not options["no_progress"]
+    configure_logging(options["log_format"], level=logging.WARNING if show_progress else None)
     sandbox_cm = (
         _embedded_sandbox(options["sandbox_seed"]) if options["sandbox"] else nullcontext(None)
     )
@@ -177,39 +245,50 @@ def run(**options: Any) -> None:
             base_url, api_key = sandbox.url, sandbox.api_key
         else:
             base_url = options["base_url"]
-            api_key = resolve_api_key(options["api_key_file"], warn=_warn)
-        remember_secret(api_key)
-        config = RunConfig(
-            input=options["input_path"],
-            report=Path(options["report"] or default_report_path(options["input_path"])),
-            base_url=base_url,
-            api_key=api_key,
-            rate=options["rate"],
-            burst=options["burst"],
-            concurrency=options["concurrency"],
-            max_attempts=options["max_attempts"],
-            timeout=options["timeout"],
-            workflow_id=options["workflow_id"],
-            reason=options["reason"],
-            actor_id=options["actor_id"],
-            column_map=_parse_map(options["column_map"]),
-            duplicates=options["duplicates"],
-            check_current=not options["no_check_current"],
-            max_failures=options["max_failures"],
-            max_failure_rate=options["max_failure_rate"],
-            restart=options["restart"],
-            grace=options["grace"],
-        )
-        if options["dry_run"] and options["report"] is None:
-            config = replace(
-                config,
-                report=config.report.with_name(
-                    config.report.name.replace(".report.", ".dry-run.report.")
-                ),
+            api_key = resolve_api_key(
+                options["api_key_file"], env_name=options["api_key_env"], warn=_warn
             )
-        summary = run_job(config, handle_signals=True, dry_run=options["dry_run"])
-    _print_summary(summary)
+        remember_secret(api_key)
+        config = _run_config(options, base_url, api_key)
+        display = LiveProgress(_err) if show_progress else None
+        with display or nullcontext():
+            summary = run_job(
+                config,
+                handle_signals=True,
+                dry_run=options["dry_run"],
+                on_start=(lambda _, progress: display.follow(progress)) if display else None,
+            )
+    print_summary(_out, summary)
     sys.exit(summary.exit_code)
+
+
+def _run_config(options: dict[str, Any], base_url: str, api_key: str) -> RunConfig:
+    report = Path(options["report"] or default_report_path(options["input_path"]))
+    if options["dry_run"] and not options["report"]:
+        report = report.with_name(report.name.replace(".report.", ".dry-run.report."))
+    return RunConfig(
+        input=options["input_path"],
+        report=report,
+        base_url=base_url,
+        api_key=api_key,
+        rate=options["rate"],
+        burst=options["burst"],
+        concurrency=options["concurrency"],
+        max_attempts=options["max_attempts"],
+        timeout=options["timeout"],
+        workflow_id=options["workflow_id"],
+        reason=options["reason"],
+        actor_id=options["actor_id"],
+        column_map=_parse_map(tuple(options["column_map"])),
+        duplicates=options["duplicates"],
+        check_current=not options["no_check_current"],
+        max_failures=options["max_failures"],
+        max_failure_rate=options["max_failure_rate"],
+        restart=options["restart"],
+        grace=options["grace"],
+        shard=parse_shard(options["shard"]) if options["shard"] else None,
+        job_name=Path(options["job"]).stem if options["job"] else None,
+    )
 
 
 @cli.command()
@@ -227,26 +306,80 @@ def run(**options: Any) -> None:
     type=click.Choice(["first", "last", "error"]),
     default="first",
     show_default=True,
+    help="Which row wins when a lead appears twice.",
+)
+@click.option(
+    "--preflight",
+    is_flag=True,
+    help="Also check through GET /workflows that every target workflow exists (warns about paused ones).",
+)
+@click.option(
+    "--base-url", default=DEFAULT_BASE_URL, show_default=True, help="API base URL, for --preflight."
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False),
+    help="API key file, for --preflight (default: $NEXOR_API_KEY).",
+)
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Run --preflight against an embedded sandbox seeded with the sample data.",
 )
 def validate(
-    input_path: str, workflow_id: str | None, column_map: tuple[str, ...], duplicates: str
+    input_path: str,
+    workflow_id: str | None,
+    column_map: tuple[str, ...],
+    duplicates: str,
+    preflight: bool,
+    base_url: str,
+    api_key_file: str | None,
+    sandbox: bool,
 ) -> None:
     """Check INPUT (columns, ids, duplicates) without sending anything.
 
-    Exit 0 when every row is valid, 1 when some rows are invalid or repeated, 2 when the file
-    cannot be used.
+    Exit 0 when every row is valid, 1 when some rows are invalid or repeated (or, with
+    --preflight, a target workflow does not exist), 2 when the file cannot be used.
     """
-    from batch_assign.validate import validate_file
+    from batch_assign.validate import check_workflows, validate_file
 
-    configure_logging("console" if sys.stderr.isatty() else "json")
+    configure_logging("console" if sys.stderr.isatty() else "json", level=logging.WARNING)
     result = validate_file(
         input_path,
         workflow_id=workflow_id,
         column_map=_parse_map(column_map),
         duplicates=duplicates,
     )
+    if preflight:
+        with _embedded_sandbox(None) if sandbox else nullcontext(None) as box:
+            url = box.url if box else base_url
+            key = box.api_key if box else resolve_api_key(api_key_file, warn=_warn)
+            remember_secret(key)
+            check_base_url(url)
+            result = check_workflows(result, url, key)
     click.echo(result.render())
     sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The merged report (.csv, .parquet, .jsonl).",
+)
+def merge(reports: tuple[str, ...], output: str) -> None:
+    """Join the reports of a sharded run (--shard K/N) into one, checking every shard is there
+    and no row appears twice."""
+    from batch_assign.merge import merge_reports
+
+    result = merge_reports([Path(r) for r in reports], Path(output))
+    counts = ", ".join(f"{k} {v:,}" for k, v in sorted(result.statuses.items()))
+    click.echo(
+        f"merged {len(reports)} shard reports, {result.rows:,} rows ({counts}): {result.path}"
+    )
 
 
 @cli.command()
@@ -362,13 +495,13 @@ def demo(out: str) -> None:
             report=folder / "sample.report.csv",
             base_url=box.url,
             api_key=box.api_key,
-            rate=0,
+            rate=150,
             concurrency=16,
             restart=True,
         )
         summary = run_job(config, handle_signals=True)
         audit = len(box.store.audit())
-    _print_summary(summary)
+    print_summary(_out, summary)
     _out.print(
         f"\nThe sandbox recorded {audit} assignments. Report: {config.report}\n"
         "The sample holds invalid, repeated and unknown leads on purpose: their rows are in "
@@ -401,10 +534,11 @@ def rollback(report: str, output: str | None) -> None:
 
 @contextmanager
 def _embedded_sandbox(seed: str | None) -> Iterator[Any]:
-    from batch_assign.sandbox import load_seed, serve_in_thread
+    from batch_assign.sandbox import SandboxSettings, load_seed, serve_in_thread
 
     seed_path = seed or str(sample_data_dir() / "seed.json")
-    with serve_in_thread(seed=load_seed(seed_path)) as box:
+    settings = SandboxSettings(rate_limit=200, burst=50)
+    with serve_in_thread(seed=load_seed(seed_path), settings=settings) as box:
         structlog.get_logger("batch_assign.cli").info(
             "batch_assign.sandbox_started", url=box.url, seed=seed_path
         )
@@ -412,25 +546,7 @@ def _embedded_sandbox(seed: str | None) -> Iterator[Any]:
 
 
 def _warn(message: str) -> None:
-    _err.print(f"[yellow]warning:[/yellow] {message}")
-
-
-def _print_summary(summary: RunSummary) -> None:
-    table = Table(title="batch-assign summary", show_header=True, header_style="bold")
-    table.add_column("status")
-    table.add_column("rows", justify="right")
-    for status, count in sorted(summary.statuses.items(), key=lambda item: -item[1]):
-        table.add_row(status, f"{count:,}")
-    table.add_row("[bold]total[/bold]", f"[bold]{summary.rows:,}[/bold]")
-    _out.print(table)
-    moves = ", ".join(f"{k} {v:,}" for k, v in summary.movement_types.items()) or "none"
-    _out.print(
-        f"movements: {moves} · requests {summary.requests:,} · retries {summary.retries:,} · "
-        f"429s {summary.rate_limited:,} · {summary.duration_s:.1f}s · "
-        f"{summary.achieved_rate:.1f} req/s · exit {summary.exit_code}"
-    )
-    if summary.stop_reason:
-        _out.print(f"[red]stopped:[/red] {summary.stop_reason}")
+    click.echo(f"warning: {message}", err=True)
 
 
 class _Terminated(BaseException):
@@ -455,7 +571,7 @@ def main() -> None:
         _err.print("aborted")
         sys.exit(130)
     except BatchAssignError as exc:
-        _err.print(f"[red]error:[/red] {redact(str(exc))}", highlight=False, markup=True)
+        click.echo(f"error: {redact(str(exc))}", err=True)  # one line, never wrapped
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _err.print("interrupted")

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from batch_assign.errors import UsageError
+from batch_assign.records import Shard
 
 __all__ = [
     "API_KEY_ENV",
@@ -64,6 +65,9 @@ class RunConfig:
     max_failure_rate: float | None = None
     restart: bool = False
     grace: float = DEFAULT_GRACE
+    shard: Shard | None = None
+    job_name: str | None = None
+    """The job file's stem when run with --job: runs of one job never overlap."""
 
     def __post_init__(self) -> None:
         if self.rate < 0:
@@ -96,6 +100,26 @@ class RunConfig:
             "column_map": [list(pair) for pair in self.column_map],
             "duplicates": self.duplicates,
             "check_current": self.check_current,
+            "shard": str(self.shard) if self.shard else None,
+        }
+
+    def public(self) -> dict[str, object]:
+        """The settings worth logging at start: everything but the key."""
+        return {
+            "input": self.input,
+            "report": str(self.report),
+            "base_url": self.base_url,
+            "rate": self.rate,
+            "burst": self.burst,
+            "concurrency": self.concurrency,
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout,
+            "workflow_id": self.workflow_id,
+            "duplicates": self.duplicates,
+            "check_current": self.check_current,
+            "max_failures": self.max_failures,
+            "max_failure_rate": self.max_failure_rate,
+            "shard": str(self.shard) if self.shard else None,
         }
 
 
@@ -128,8 +152,10 @@ def check_base_url(url: str) -> None:
         )
 
 
-def resolve_api_key(api_key_file: str | None, *, warn: object = None) -> str:
-    """The key from `--api-key-file`, else from `$NEXOR_API_KEY`; never from a flag value."""
+def resolve_api_key(
+    api_key_file: str | None, *, env_name: str | None = None, warn: object = None
+) -> str:
+    """The key from `--api-key-file`, else from `$NEXOR_API_KEY` (or `env_name`); never a flag."""
     if api_key_file:
         path = Path(api_key_file)
         try:
@@ -137,15 +163,21 @@ def resolve_api_key(api_key_file: str | None, *, warn: object = None) -> str:
             key = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise UsageError(f"--api-key-file {path}: cannot read it ({exc.strerror})") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO) and callable(warn):
-            warn(f"{path} can be read by other users; run: chmod 600 {path}")
+        if mode & stat.S_IROTH:
+            raise UsageError(
+                f"--api-key-file {path} can be read by every user of this machine; "
+                f"refusing to use it. Run: chmod 600 {path}"
+            )
+        if mode & stat.S_IRGRP and callable(warn):
+            warn(f"{path} can be read by its group; consider: chmod 600 {path}")
         if not key:
             raise UsageError(f"--api-key-file {path} is empty")
         return key
-    key = os.environ.get(API_KEY_ENV, "").strip()
+    name = env_name or API_KEY_ENV
+    key = os.environ.get(name, "").strip()
     if not key:
         raise UsageError(
-            f"no API key: set {API_KEY_ENV} or pass --api-key-file PATH "
+            f"no API key: set {name} or pass --api-key-file PATH "
             "(or use --sandbox to rehearse against a local sandbox)"
         )
     return key

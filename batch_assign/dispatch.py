@@ -409,6 +409,7 @@ class Dispatcher:
 
     def _on_retry(self, state: RetryCallState) -> None:
         self._retries += 1
+        self._progress.retrying += 1
         exc = state.outcome.exception() if state.outcome else None
         _log.info(
             "batch_assign.retry_scheduled",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -20,6 +21,8 @@ from batch_assign.config import RunConfig
 from batch_assign.dispatch import Dispatcher, DispatchResult, DispatchSettings, Progress
 from batch_assign.journal import Journal, JournalState, fingerprint_file
 from batch_assign.limiter import RateLimiter
+from batch_assign.lock import RunLock
+from batch_assign.planner import ShardCounter, take_shard
 from batch_assign.reader import check_input_file, open_input, read_batches, spool_stdin
 from batch_assign.records import RunSummary, Status
 from batch_assign.report import (
@@ -34,6 +37,7 @@ __all__ = ["JobFiles", "ingest", "job_files", "run_job"]
 
 _log = structlog.get_logger("batch_assign.job")
 _OK = frozenset({Status.SUCCEEDED, Status.UNCHANGED})
+_OK_DRY = _OK | {Status.WOULD_ENROLL, Status.WOULD_REASSIGN}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +76,15 @@ def ingest(config: RunConfig, journal: Journal, input_path: str) -> JournalState
             reason=config.reason,
             actor_id=config.actor_id,
         )
+        counter = ShardCounter()
         journal.ingest(
-            batches,
+            take_shard(batches, config.shard, counter),
             input_sha256=digest,
             input_name=input_path,
             options=options,
             duplicates=config.duplicates,
         )
+        journal.set_meta("input_rows", str(counter.rows))
         return journal.state()
     state = journal.state()
     _log.info(
@@ -92,10 +98,11 @@ def ingest(config: RunConfig, journal: Journal, input_path: str) -> JournalState
     return state
 
 
-def _exit_code(statuses: dict[str, int], stopped_with: int | None) -> int:
+def _exit_code(statuses: dict[str, int], stopped_with: int | None, dry_run: bool) -> int:
     if stopped_with is not None:
         return stopped_with
-    if any(count and status not in _OK for status, count in statuses.items()):
+    fine = _OK_DRY if dry_run else _OK
+    if any(count and status not in fine for status, count in statuses.items()):
         return 1
     return 0
 
@@ -110,15 +117,34 @@ def run_job(
     """Run (or resume) the job described by `config` and write its report files."""
     check_report_path(config.report)
     files = job_files(config.report)
-    input_path = config.input
-    if input_path == "-":
-        input_path = str(spool_stdin(files.stdin_copy))
-    check_input_file(input_path)
-    open_input(input_path)  # an unusable format fails here, before a journal is made
-    if dry_run:
-        scratch = tempfile.TemporaryDirectory(prefix="batch-assign-dry-run-")
-        files = replace(files, journal=Path(scratch.name) / "dry-run.journal.sqlite")
-        config = replace(config, restart=True)
+    if config.input != "-":
+        check_input_file(config.input)
+    job_lock = (
+        RunLock(config.report.parent / f".{config.job_name}.job.lock")
+        if config.job_name
+        else nullcontext()
+    )
+    with job_lock, RunLock(companion_path(config.report, ".lock")):
+        input_path = config.input
+        if input_path == "-":
+            input_path = str(spool_stdin(files.stdin_copy))
+        open_input(input_path)  # an unusable format fails here, before a journal is made
+        if not dry_run:
+            return _run_locked(config, files, input_path, on_start, handle_signals, dry_run)
+        with tempfile.TemporaryDirectory(prefix="batch-assign-dry-run-") as scratch:
+            files = replace(files, journal=Path(scratch) / "dry-run.journal.sqlite")
+            config = replace(config, restart=True)
+            return _run_locked(config, files, input_path, on_start, handle_signals, dry_run)
+
+
+def _run_locked(
+    config: RunConfig,
+    files: JobFiles,
+    input_path: str,
+    on_start: Callable[[JournalState, Progress], None] | None,
+    handle_signals: bool,
+    dry_run: bool,
+) -> RunSummary:
     journal = Journal(files.journal)
     try:
         started = time.monotonic()
@@ -128,6 +154,13 @@ def run_job(
         if on_start is not None:
             on_start(state, progress)
         session = journal.start_session()
+        _log.info(
+            "batch_assign.run_started",
+            rows=state.rows,
+            settled=state.settled,
+            dry_run=dry_run,
+            **config.public(),
+        )
         limiter = RateLimiter(config.rate, config.burst)
         settings = DispatchSettings(
             concurrency=config.concurrency,
@@ -155,7 +188,7 @@ def run_job(
         requests, rate_limited, result = anyio.run(dispatch)
         duration = time.monotonic() - started
         statuses, movements = journal.counts()
-        exit_code = _exit_code(statuses, result.exit_code)
+        exit_code = _exit_code(statuses, result.exit_code, dry_run)
         journal.end_session(
             session,
             requests=requests,
@@ -183,13 +216,15 @@ def run_job(
                 "report": str(files.report),
                 "failures": str(files.failures),
                 "dry_run": dry_run,
+                "shard": str(config.shard) if config.shard else None,
+                "input_rows": int(journal.meta().get("input_rows", state.rows)),
+                "input_sha256": journal.meta().get("input_sha256"),
             },
         )
+        _log.info("batch_assign.run_finished", **asdict(summary))
         write_report(journal, files.report)
         write_failures(journal, input_path, files.failures)
         write_summary(summary, files.summary)
         return summary
     finally:
         journal.close()
-        if dry_run:
-            scratch.cleanup()

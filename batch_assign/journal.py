@@ -121,6 +121,9 @@ class Journal:
     def meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     @property
     def ingested(self) -> bool:
         return self.meta().get("ingested") == "1"
@@ -376,6 +379,16 @@ class Journal:
                 )
             )
         return sorted(found)
+
+    def targets(self) -> dict[str, int]:
+        """Rows to send per target workflow id."""
+        return {
+            str(workflow): int(count)
+            for workflow, count in self._db.execute(
+                "SELECT workflow_id, COUNT(*) FROM rows WHERE status = 'pending'"
+                " GROUP BY workflow_id ORDER BY COUNT(*) DESC"
+            )
+        }
 
     def errors_between(self, first: int, last: int, statuses: Iterable[str]) -> dict[int, str]:
         """`{row: error}` for rows in [first, last] whose report status is in `statuses`."""

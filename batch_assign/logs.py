@@ -13,9 +13,11 @@ from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "redact"]
+__all__ = ["KEY_PATTERN", "configure_logging", "known_secrets", "redact", "remember_secret"]
 
-_KEY_PATTERN = re.compile(r"nxr_(?:live|test)_[A-Za-z0-9_\-]+")
+KEY_PATTERN = r"nxr_(?:live|test)_[A-Za-z0-9_\-]+"
+"""Anything shaped like a Nexor API key."""
+_KEY_PATTERN = re.compile(KEY_PATTERN)
 _secrets: set[str] = set()
 
 
@@ -34,15 +36,21 @@ def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
+def known_secrets() -> tuple[str, ...]:
+    return tuple(_secrets)
+
+
 def remember_secret(secret: str) -> None:
     """Redact this exact value too (keys that do not look like `nxr_live_…`)."""
     if len(secret) >= 6:
         _secrets.add(secret)
 
 
-def configure_logging(fmt: str | None = None, *, level: int = logging.INFO) -> str:
+def configure_logging(fmt: str | None = None, *, level: int | None = None) -> str:
     """Configure structlog for the process; returns the format chosen (console or json)."""
     chosen = fmt or ("console" if sys.stderr.isatty() else "json")
+    if level is None:
+        level = logging.INFO
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if chosen == "json"

@@ -14,6 +14,7 @@ __all__ = [
     "RequestClass",
     "Row",
     "RunSummary",
+    "Shard",
     "Status",
 ]
 
@@ -103,6 +104,17 @@ class Outcome:
     error: str | None = None
     attempts: int = 0
     duration_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """`--shard K/N`: this run owns the rows whose lead id hashes to K (0-based) of N."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import polars as pl
 
 from batch_assign.errors import UsageError
 from batch_assign.journal import REPORT_COLUMNS, Journal
+from batch_assign.logs import KEY_PATTERN, known_secrets
 from batch_assign.reader import _ROW, open_input
 from batch_assign.records import FAILURE_STATUSES, RunSummary
 
@@ -77,9 +78,23 @@ def _atomic(path: Path, mode: str = "w") -> Iterator[IO[str]]:
     os.replace(tmp, path)
 
 
+def redacted(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with anything shaped like a key, or equal to the run's key, blanked out (G8)."""
+    secrets = known_secrets()
+    columns = []
+    for name, dtype in frame.schema.items():
+        if dtype != pl.String:
+            continue
+        column = pl.col(name).str.replace_all(KEY_PATTERN, "nxr_[REDACTED]")
+        for secret in secrets:
+            column = column.str.replace_all(secret, "[REDACTED]", literal=True)
+        columns.append(column)
+    return frame.with_columns(columns) if columns else frame
+
+
 def _frames(journal: Journal) -> Iterator[pl.DataFrame]:
     for rows in journal.report_rows():
-        yield pl.DataFrame(rows, schema=REPORT_SCHEMA, orient="row")
+        yield redacted(pl.DataFrame(rows, schema=REPORT_SCHEMA, orient="row"))
 
 
 def write_report(journal: Journal, path: Path) -> None:
@@ -125,6 +140,7 @@ def write_failures(journal: Journal, input_path: str, path: Path) -> int:
             picked = picked.with_columns(
                 pl.col(_ROW).replace_strict(errors, return_dtype=pl.String).alias("error")
             ).select([*(n for n in names if n != "error"), "error"])
+            picked = redacted(picked.with_columns(pl.all().cast(pl.String)))
             picked.write_csv(handle, include_header=header)
             header = False
             count += picked.height
