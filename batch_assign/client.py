@@ -8,10 +8,12 @@ and never appears in an error message.
 from __future__ import annotations
 
 import email.utils
+import json as jsonlib
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -25,6 +27,7 @@ from batch_assign.errors import (
 )
 from batch_assign.limiter import RateLimiter
 from batch_assign.records import LeadState, MovementType, RequestClass
+from batch_assign.transport import AiohttpTransport
 
 __all__ = ["AssignResponse", "NexorClient", "parse_lead"]
 
@@ -62,14 +65,20 @@ class NexorClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._limiter = limiter
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
-            headers={"X-API-Key": api_key, "User-Agent": "batch-assign"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._base = base_url.rstrip("/")
+        common = {"X-API-Key": api_key, "User-Agent": "batch-assign", "Accept": "application/json"}
+        self._headers = httpx.Headers(common)
+        self._json_headers = httpx.Headers({**common, "Content-Type": "application/json"})
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        # httpx's request/response types and exceptions, without AsyncClient's redirect, auth and
+        # cookie layers (we use none of them; they cost ~0.13 ms of CPU per request here).
+        self._transport = transport or AiohttpTransport(limits=limits)
+        self._timeout = {
+            "connect": min(timeout, 10.0),
+            "read": timeout,
+            "write": timeout,
+            "pool": timeout,
+        }
         self.requests = 0
         self.statuses: Counter[int] = Counter()
 
@@ -77,7 +86,7 @@ class NexorClient:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     @property
     def rate_limited(self) -> int:
@@ -132,12 +141,31 @@ class NexorClient:
                 return found
 
     async def _send(
-        self, method: str, path: str, *, lead_id: str | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        lead_id: str | None = None,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> httpx.Response:
+        url = f"{self._base}/{path}"
+        if params:
+            url += "?" + urlencode(params)
+        headers, content = self._headers, None
+        if json is not None:
+            headers = self._json_headers
+            content = jsonlib.dumps(json, separators=(",", ":")).encode()
+        request = httpx.Request(method, url, headers=headers, content=content)
+        request.extensions["timeout"] = self._timeout
         await self._limiter.acquire()
         self.requests += 1
         try:
-            response = await self._http.request(method, path, **kwargs)
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             request_class = classify_exception(exc)
             raise _ERRORS[request_class](
@@ -193,7 +221,7 @@ def parse_lead(lead_id: str, data: dict[str, Any]) -> LeadState:
 
 def _json(response: httpx.Response) -> dict[str, Any]:
     try:
-        data = response.json()
+        data = jsonlib.loads(response.content)
     except ValueError:
         raise AmbiguousError(
             f"HTTP {response.status_code}: the body is not JSON", http_status=response.status_code

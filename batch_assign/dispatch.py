@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio
 import structlog
@@ -30,11 +31,12 @@ from batch_assign.errors import (
 )
 from batch_assign.journal import Journal, JournalRow
 from batch_assign.records import LeadState, MovementType, Outcome, Status
-from batch_assign.retry import retrying
+from batch_assign.retry import counts_against_budget, retrying, wait_after
 
 __all__ = ["DispatchResult", "DispatchSettings", "Dispatcher", "Progress"]
 
 _log = structlog.get_logger("batch_assign.dispatch")
+_T = TypeVar("_T")
 _PAGE = 2_000
 _MIN_SAMPLE = 50  # rows settled before --max-failure-rate is judged
 NO_ACTIVE_RUN = ""  # journal marker: the pre-check saw no active run (NULL means not checked)
@@ -332,59 +334,70 @@ class Dispatcher:
         self, row: JournalRow, prior_run: str | None, previous: str | None, started: float
     ) -> Outcome:
         attempts = 0
-        try:
-            async for attempt in retrying(
-                self._settings.max_attempts, sleep=self._sleep, on_retry=self._on_retry
-            ):
-                with attempt:
-                    attempts += 1
-                    try:
-                        answer = await self._client.assign(
-                            row.lead_id, row.workflow_id, row.reason, row.actor_id
-                        )
-                    except AmbiguousError as exc:
-                        verdict, state = await self._verify(row, prior_run)
-                        if verdict is _Verdict.APPLIED:
-                            return self._verified(
-                                row, state, prior_run, previous, exc.message, started, attempts
-                            )
-                        if verdict is _Verdict.UNKNOWN:
-                            return self._uncertain(
-                                row, previous, exc.message, started, attempts, state
-                            )
-                        raise NotAppliedError(
-                            f"{exc.message} (verified: not applied)",
-                            lead_id=row.lead_id,
-                            http_status=exc.http_status,
-                        ) from None
-                    return Outcome(
-                        row.row,
-                        Status.SUCCEEDED,
-                        movement_type=answer.movement_type,
-                        workflow_run_id=answer.workflow_run_id,
-                        workflow_name=answer.workflow_name,
-                        paused=answer.paused,
-                        previous_workflow_id=previous,
-                        http_status=answer.http_status,
-                        attempts=attempts,
-                        duration_ms=_ms(started),
+
+        async def attempt_once() -> Outcome:
+            nonlocal attempts
+            attempts += 1
+            try:
+                answer = await self._client.assign(
+                    row.lead_id, row.workflow_id, row.reason, row.actor_id
+                )
+            except AmbiguousError as exc:
+                verdict, state = await self._verify(row, prior_run)
+                if verdict is _Verdict.APPLIED:
+                    return self._verified(
+                        row, state, prior_run, previous, exc.message, started, attempts
                     )
+                if verdict is _Verdict.UNKNOWN:
+                    return self._uncertain(row, previous, exc.message, started, attempts, state)
+                raise NotAppliedError(
+                    f"{exc.message} (verified: not applied)",
+                    lead_id=row.lead_id,
+                    http_status=exc.http_status,
+                ) from None
+            return Outcome(
+                row.row,
+                Status.SUCCEEDED,
+                movement_type=answer.movement_type,
+                workflow_run_id=answer.workflow_run_id,
+                workflow_name=answer.workflow_name,
+                paused=answer.paused,
+                previous_workflow_id=previous,
+                http_status=answer.http_status,
+                attempts=attempts,
+                duration_ms=_ms(started),
+            )
+
+        try:
+            return await self._with_retries(attempt_once)
         except PermanentError as exc:
             return self._failed(row, exc, started, attempts)
         except NotAppliedError as exc:
             return self._failed(row, exc, started, attempts, gave_up=True)
-        except FatalAuthError:
-            raise
+
+    async def _with_retries(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """`call()`, retried by the tenacity policy when it raises `NotAppliedError`.
+
+        The first attempt runs bare: most rows never need tenacity, and setting it up per row
+        showed in the profile.
+        """
+        try:
+            return await call()
+        except NotAppliedError as first:
+            budget = self._settings.max_attempts - counts_against_budget(first)
+            if budget < 1:
+                raise
+            wait = wait_after(first, 1)
+            self._note_retry(1, wait, first)
+            await self._sleep(wait)
+        async for attempt in retrying(budget, sleep=self._sleep, on_retry=self._on_retry):
+            with attempt:
+                return await call()
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _read_lead(self, lead_id: str) -> LeadState:
         """GET the lead, retrying what can be retried (a GET is safe to repeat)."""
-        async for attempt in retrying(
-            self._settings.max_attempts, sleep=self._sleep, on_retry=self._on_retry
-        ):
-            with attempt:
-                return await self._client.get_lead(lead_id)
-        raise AssertionError("unreachable: tenacity either returns or raises")
+        return await self._with_retries(lambda: self._client.get_lead(lead_id))
 
     async def _verify(
         self, row: JournalRow, prior_run: str | None
@@ -408,13 +421,16 @@ class Dispatcher:
         return _Verdict.UNKNOWN, state
 
     def _on_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        self._note_retry(state.attempt_number + 1, state.upcoming_sleep, exc)
+
+    def _note_retry(self, attempt: int, wait: float, exc: BaseException | None) -> None:
         self._retries += 1
         self._progress.retrying += 1
-        exc = state.outcome.exception() if state.outcome else None
         _log.info(
             "batch_assign.retry_scheduled",
-            attempt=state.attempt_number,
-            wait_s=round(state.upcoming_sleep, 3),
+            attempt=attempt,
+            wait_s=round(wait, 3),
             http_status=getattr(exc, "http_status", None),
             error=getattr(exc, "message", str(exc)),
         )

@@ -21,7 +21,7 @@ from tenacity.stop import stop_base
 
 from batch_assign.errors import NotAppliedError
 
-__all__ = ["DEADLINE_S", "MAX_RATE_LIMITED", "retrying"]
+__all__ = ["DEADLINE_S", "MAX_RATE_LIMITED", "counts_against_budget", "retrying", "wait_after"]
 
 DEADLINE_S = 900.0
 """Give up on one row after this long, however the attempts went."""
@@ -54,14 +54,24 @@ class _AttemptBudget(stop_base):
         )
 
 
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
+def wait_after(exc: BaseException | None, attempt: int) -> float:
+    """Seconds to wait after failed attempt number `attempt` raised `exc`."""
     if isinstance(exc, NotAppliedError):
         if exc.http_status == 429:
             return 0.0  # the limiter holds every worker until Retry-After has passed
         if exc.retry_after is not None:
             return exc.retry_after
-    return _backoff(state.attempt_number)
+    return _backoff(attempt)
+
+
+def counts_against_budget(exc: BaseException) -> bool:
+    """Rate-limited attempts are free; every other failed attempt uses one up."""
+    return not (isinstance(exc, NotAppliedError) and exc.http_status == 429)
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    return wait_after(exc, state.attempt_number)
 
 
 def retrying(

@@ -1,0 +1,74 @@
+"""Helpers shared by the bench scripts: start the bench server, make inputs, time children."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KEY = "nxr_live_bench"
+WORKFLOW = "6a1f0c1e-58d1-4a36-9a4e-0f4f2d4d8b11"
+
+
+@contextmanager
+def bench_server(*args: str) -> Iterator[str]:
+    """Start bench/_server.py in its own process; yield its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "_server.py"), *args], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip().rsplit(" ", 1)[1]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def make_input(path: Path, rows: int) -> Path:
+    """`rows` distinct leads, all to one workflow."""
+    if not path.exists():
+        with path.open("w") as handle:
+            handle.write("lead_id,workflow_id\n")
+            for i in range(rows):
+                handle.write(f"{uuid.UUID(int=i + 1)},{WORKFLOW}\n")
+    return path
+
+
+@dataclass(frozen=True)
+class Timing:
+    seconds: float
+    cpu_s: float
+    exit_code: int
+    peak_rss_mb: float
+
+
+_WRAPPER = (
+    "import resource, subprocess, sys, json; "
+    "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print(json.dumps([u.ru_utime + u.ru_stime, u.ru_maxrss, p.returncode]))"
+)
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> Timing:
+    """Wall time, CPU seconds (user + system) and peak RSS of one command and its children."""
+    import json
+
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
+    elapsed = time.perf_counter() - started
+    cpu, rss_kb, code = json.loads(out.stdout)
+    return Timing(elapsed, cpu, code, rss_kb / 1024)

@@ -1,0 +1,152 @@
+"""The peers we compare with: bare client loops, each run as its own process.
+
+python bench/_peers.py aiohttp|httpx|requests URL ROWS IN_FLIGHT
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+WORKFLOW = "6a1f0c1e-58d1-4a36-9a4e-0f4f2d4d8b11"
+HEADERS = {"X-API-Key": "nxr_live_bench"}
+
+
+def urls(base: str, rows: int) -> list[str]:
+    return [f"{base}/leads/{uuid.UUID(int=i + 1)}/assign-workflow" for i in range(rows)]
+
+
+def run_aiohttp(base: str, rows: int, in_flight: int) -> int:
+    import asyncio
+
+    import aiohttp
+
+    async def main() -> int:
+        todo = iter(urls(base, rows))
+        ok = 0
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=in_flight), headers=HEADERS
+        ) as session:
+
+            async def worker() -> None:
+                nonlocal ok
+                for url in todo:
+                    async with session.post(url, json={"workflowId": WORKFLOW}) as response:
+                        await response.json()
+                        ok += response.status == 201
+
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return ok
+
+    return asyncio.run(main())
+
+
+def run_httpx(base: str, rows: int, in_flight: int) -> int:
+    import asyncio
+
+    import httpx
+
+    async def main() -> int:
+        todo = iter(urls(base, rows))
+        ok = 0
+        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+        async with httpx.AsyncClient(headers=HEADERS, limits=limits) as client:
+
+            async def worker() -> None:
+                nonlocal ok
+                for url in todo:
+                    response = await client.post(url, json={"workflowId": WORKFLOW})
+                    response.json()
+                    ok += response.status_code == 201
+
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return ok
+
+    return asyncio.run(main())
+
+
+def run_httpx_aiohttp(base: str, rows: int, in_flight: int) -> int:
+    import asyncio
+
+    import httpx
+    from httpx_aiohttp import AiohttpTransport
+
+    async def main() -> int:
+        todo = iter(urls(base, rows))
+        ok = 0
+        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+        transport = AiohttpTransport(limits=limits)
+        async with httpx.AsyncClient(headers=HEADERS, transport=transport) as client:
+
+            async def worker() -> None:
+                nonlocal ok
+                for url in todo:
+                    response = await client.post(url, json={"workflowId": WORKFLOW})
+                    response.json()
+                    ok += response.status_code == 201
+
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return ok
+
+    return asyncio.run(main())
+
+
+def run_httpx_ours(base: str, rows: int, in_flight: int) -> int:
+    import asyncio
+
+    import httpx
+
+    from batch_assign.transport import AiohttpTransport
+
+    async def main() -> int:
+        todo = iter(urls(base, rows))
+        ok = 0
+        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+        async with httpx.AsyncClient(
+            headers=HEADERS, transport=AiohttpTransport(limits=limits)
+        ) as client:
+
+            async def worker() -> None:
+                nonlocal ok
+                for url in todo:
+                    response = await client.post(url, json={"workflowId": WORKFLOW})
+                    response.json()
+                    ok += response.status_code == 201
+
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return ok
+
+    return asyncio.run(main())
+
+
+def run_requests(base: str, rows: int, in_flight: int) -> int:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    local = threading.local()
+
+    def post(url: str) -> int:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            session.headers.update(HEADERS)
+        response = session.post(url, json={"workflowId": WORKFLOW})
+        response.json()
+        return int(response.status_code == 201)
+
+    with ThreadPoolExecutor(in_flight) as pool:
+        return sum(pool.map(post, urls(base, rows)))
+
+
+if __name__ == "__main__":
+    kind, base, rows, in_flight = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    done = {
+        "aiohttp": run_aiohttp,
+        "httpx": run_httpx,
+        "httpx-aiohttp": run_httpx_aiohttp,
+        "httpx-ours": run_httpx_ours,
+        "requests": run_requests,
+    }[kind](base, rows, in_flight)
+    sys.exit(0 if done == rows else 1)
