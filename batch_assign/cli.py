@@ -21,6 +21,7 @@ import structlog
 from rich.console import Console
 
 from batch_assign import __version__
+from batch_assign.autoscale import AUTO_MAX
 from batch_assign.config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
@@ -62,6 +63,37 @@ def cli() -> None:
     """Move leads between Nexor workflows in bulk: every row exactly once, at the rate you set."""
 
 
+_WORKFLOW_ID = click.option("--workflow-id", help="Target workflow for rows that have none.")
+
+_MAP = click.option(
+    "--map",
+    "column_map",
+    multiple=True,
+    metavar="FIELD=COLUMN",
+    help="Name the column of a field (lead_id, workflow_id, reason, actor_id); repeatable.",
+)
+
+_DUPLICATES = click.option(
+    "--duplicates",
+    type=click.Choice(["first", "last", "error"]),
+    default="first",
+    show_default=True,
+    help="Which row wins when a lead appears twice.",
+)
+
+_BASE_URL = click.option(
+    "--base-url",
+    default=DEFAULT_BASE_URL,
+    show_default=True,
+    help="API base URL (https, or http to loopback only).",
+)
+
+_API_KEY_FILE = click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False),
+    help="Read the API key from this file (default: $NEXOR_API_KEY).",
+)
+
 _RUN_OPTIONS = [
     click.option(
         "--job",
@@ -88,28 +120,16 @@ _RUN_OPTIONS = [
     ),
     click.option(
         "--concurrency",
-        type=int,
-        default=DEFAULT_CONCURRENCY,
+        default=str(DEFAULT_CONCURRENCY),
         show_default=True,
-        help="Requests in flight at most.",
+        help="Requests in flight at most, or 'auto': grow until --rate is reached or latency "
+        "stops improving.",
     ),
-    click.option("--workflow-id", help="Target workflow for rows that have none."),
+    _WORKFLOW_ID,
     click.option("--reason", help="Reason for rows that have none."),
     click.option("--actor-id", help="Actor id for rows that have none."),
-    click.option(
-        "--map",
-        "column_map",
-        multiple=True,
-        metavar="FIELD=COLUMN",
-        help="Name the column of a field (lead_id, workflow_id, reason, actor_id); repeatable.",
-    ),
-    click.option(
-        "--duplicates",
-        type=click.Choice(["first", "last", "error"]),
-        default="first",
-        show_default=True,
-        help="Which row wins when a lead appears twice.",
-    ),
+    _MAP,
+    _DUPLICATES,
     click.option(
         "--no-check-current",
         is_flag=True,
@@ -151,17 +171,8 @@ _RUN_OPTIONS = [
         show_default=True,
         help="Seconds in-flight requests get to finish after SIGINT/SIGTERM.",
     ),
-    click.option(
-        "--base-url",
-        default=DEFAULT_BASE_URL,
-        show_default=True,
-        help="API base URL (https, or http to loopback only).",
-    ),
-    click.option(
-        "--api-key-file",
-        type=click.Path(dir_okay=False),
-        help="Read the API key from this file (default: $NEXOR_API_KEY).",
-    ),
+    _BASE_URL,
+    _API_KEY_FILE,
     click.option(
         "--api-key-env",
         metavar="NAME",
@@ -262,6 +273,16 @@ def run(ctx: click.Context, /, **options: Any) -> None:
     sys.exit(summary.exit_code)
 
 
+def _concurrency(value: object) -> int:
+    text = str(value).strip().lower()
+    if text == "auto":
+        return AUTO_MAX
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--concurrency must be a whole number or 'auto', got {value!r}") from None
+
+
 def _run_config(options: dict[str, Any], base_url: str, api_key: str) -> RunConfig:
     report = Path(options["report"] or default_report_path(options["input_path"]))
     if options["dry_run"] and not options["report"]:
@@ -273,7 +294,8 @@ def _run_config(options: dict[str, Any], base_url: str, api_key: str) -> RunConf
         api_key=api_key,
         rate=options["rate"],
         burst=options["burst"],
-        concurrency=options["concurrency"],
+        concurrency=_concurrency(options["concurrency"]),
+        auto_concurrency=str(options["concurrency"]).strip().lower() == "auto",
         max_attempts=options["max_attempts"],
         timeout=options["timeout"],
         workflow_id=options["workflow_id"],
@@ -293,34 +315,16 @@ def _run_config(options: dict[str, Any], base_url: str, api_key: str) -> RunConf
 
 @cli.command()
 @click.argument("input_path", metavar="INPUT")
-@click.option("--workflow-id", help="Target workflow for rows that have none.")
-@click.option(
-    "--map",
-    "column_map",
-    multiple=True,
-    metavar="FIELD=COLUMN",
-    help="Name the column of a field; repeatable.",
-)
-@click.option(
-    "--duplicates",
-    type=click.Choice(["first", "last", "error"]),
-    default="first",
-    show_default=True,
-    help="Which row wins when a lead appears twice.",
-)
+@_WORKFLOW_ID
+@_MAP
+@_DUPLICATES
 @click.option(
     "--preflight",
     is_flag=True,
     help="Also check through GET /workflows that every target workflow exists (warns about paused ones).",
 )
-@click.option(
-    "--base-url", default=DEFAULT_BASE_URL, show_default=True, help="API base URL, for --preflight."
-)
-@click.option(
-    "--api-key-file",
-    type=click.Path(dir_okay=False),
-    help="API key file, for --preflight (default: $NEXOR_API_KEY).",
-)
+@_BASE_URL
+@_API_KEY_FILE
 @click.option(
     "--sandbox",
     is_flag=True,

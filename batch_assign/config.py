@@ -53,6 +53,8 @@ class RunConfig:
     rate: float = DEFAULT_RATE
     burst: int | None = None
     concurrency: int = DEFAULT_CONCURRENCY
+    auto_concurrency: bool = False
+    """`--concurrency auto`: `concurrency` is then the ceiling the controller may grow to."""
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     timeout: float = DEFAULT_TIMEOUT
     workflow_id: str | None = None

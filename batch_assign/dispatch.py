@@ -21,6 +21,7 @@ import structlog
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from tenacity import RetryCallState
 
+from batch_assign.autoscale import ConcurrencyController
 from batch_assign.client import NexorClient
 from batch_assign.errors import (
     AmbiguousError,
@@ -55,6 +56,8 @@ class _Verdict(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class DispatchSettings:
     concurrency: int = 8
+    auto_concurrency: bool = False  # `concurrency` is then the ceiling
+    target_rate: float = 0.0
     max_attempts: int = 5
     check_current: bool = True
     dry_run: bool = False
@@ -155,6 +158,11 @@ class Dispatcher:
         self._sent_rows = 0
         self._failures = 0
         self._settled = 0
+        self._autoscale = (
+            ConcurrencyController(settings.target_rate, maximum=settings.concurrency)
+            if settings.auto_concurrency
+            else None
+        )
 
     def _counters(self) -> dict[str, int]:
         return {
@@ -171,7 +179,7 @@ class Dispatcher:
         send, receive = anyio.create_memory_object_stream[JournalRow](
             max_buffer_size=self._settings.concurrency * 2
         )
-        signal_scope = anyio.CancelScope()
+        signal_scope, side_scope = anyio.CancelScope(), anyio.CancelScope()
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._writer.run)
             if self._settings.handle_signals:
@@ -180,12 +188,15 @@ class Dispatcher:
                 async with anyio.create_task_group() as pool:
                     self._work_scope = pool.cancel_scope
                     pool.start_soon(self._produce, send)
+                    if self._autoscale is not None:
+                        outer.start_soon(self._run_in, self._autoscale.run, side_scope)
                     for _ in range(self._settings.concurrency):
                         pool.start_soon(self._work, receive.clone())
                     receive.close()
             finally:
                 self._writer.close()
                 signal_scope.cancel()
+                side_scope.cancel()
         # the writer's last flush ran before the outer group closed
         return DispatchResult(
             self._stop_reason,
@@ -194,6 +205,11 @@ class Dispatcher:
             self._sent_rows,
             time.monotonic() - started,
         )
+
+    @staticmethod
+    async def _run_in(task: Callable[[], Awaitable[None]], scope: anyio.CancelScope) -> None:
+        with scope:
+            await task()
 
     def stop(self, reason: str, exit_code: int) -> None:
         """Take no new rows; in-flight requests finish. The first reason wins."""
@@ -242,7 +258,13 @@ class Dispatcher:
                     continue  # left pending: a resume picks it up
                 structlog.contextvars.bind_contextvars(row=row.row, lead_id=row.lead_id)
                 try:
-                    outcome = await self._process(row)
+                    if self._autoscale is None:
+                        outcome = await self._process(row)
+                    else:
+                        async with self._autoscale.limiter:
+                            started = time.monotonic()
+                            outcome = await self._process(row)
+                            self._autoscale.observe(time.monotonic() - started)
                 except FatalAuthError as exc:
                     # refused: nothing was applied, the row stays pending for a resume
                     self.stop(f"authentication failed ({exc.message})", 3)

@@ -164,6 +164,8 @@ def _run_locked(
         limiter = RateLimiter(config.rate, config.burst)
         settings = DispatchSettings(
             concurrency=config.concurrency,
+            auto_concurrency=config.auto_concurrency,
+            target_rate=config.rate,
             max_attempts=config.max_attempts,
             check_current=config.check_current,
             dry_run=dry_run,
@@ -219,6 +221,7 @@ def _run_locked(
                 "shard": str(config.shard) if config.shard else None,
                 "input_rows": int(journal.meta().get("input_rows", state.rows)),
                 "input_sha256": journal.meta().get("input_sha256"),
+                "dispatch_s": round(result.duration_s, 3),
             },
         )
         _log.info("batch_assign.run_finished", **asdict(summary))

@@ -30,7 +30,7 @@ JOB_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "api_key_env": (str, "the environment variable holding the API key"),
     "rate": (_NUMBER, "requests per second"),
     "burst": (int, "requests that may go early at once"),
-    "concurrency": (int, "requests in flight at most"),
+    "concurrency": ((int, str), 'requests in flight at most, or "auto"'),
     "max_attempts": (int, "attempts per row"),
     "timeout": (_NUMBER, "seconds per request"),
     "workflow_id": (str, "default target workflow"),
@@ -51,8 +51,10 @@ _TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", di
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
-    if isinstance(expected, tuple):
+    if expected == _NUMBER:
         return "a number"
+    if isinstance(expected, tuple):
+        return 'a whole number or "auto"'
     return _TYPE_NAMES.get(expected, expected.__name__)
 
 
@@ -79,6 +81,10 @@ def load_job(path: str | Path) -> dict[str, Any]:
         if not isinstance(value, expected) or wrong_bool:
             raise UsageError(
                 f"{job}: key '{key}' must be {_type_name(expected)} ({meaning}), got {value!r}"
+            )
+        if key == "concurrency" and isinstance(value, str) and value != "auto":
+            raise UsageError(
+                f"{job}: key 'concurrency' must be a whole number or \"auto\", got {value!r}"
             )
         if key == "map":
             for field, column in dict(data[key]).items():

@@ -14,13 +14,32 @@ import time
 from collections.abc import Awaitable, Callable
 
 import anyio
+import anyio.lowlevel
 import structlog
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "precise_sleep"]
 
 _log = structlog.get_logger("batch_assign.limiter")
 _MIN_FRACTION = 0.05  # never slow below 5 % of the target rate
 _RECOVERY_PER_S = 0.05  # regain 5 % of the target rate per second without a 429
+_UNDER_LIMIT = 0.97  # pace under a limit the server announces: loop jitter must not make 429s
+_JITTER_CUT = 0.95  # a 429 while already under the announced limit: trim, do not halve
+
+
+_SPIN_S = 0.0015  # the event loop's timers round up to the millisecond
+
+
+async def precise_sleep(seconds: float) -> None:
+    """Sleep to within ~0.1 ms: the timer for all but the last 1.5 ms, then yield until due.
+
+    asyncio's timers wake up to 1 ms late; at 100 requests/s that alone costs a burst-1 server
+    ~5 % of its capacity, which no later request can take back.
+    """
+    deadline = time.monotonic() + seconds
+    if seconds > _SPIN_S:
+        await anyio.sleep(seconds - _SPIN_S)
+    while time.monotonic() < deadline:
+        await anyio.lowlevel.checkpoint()
 
 
 class RateLimiter:
@@ -32,18 +51,22 @@ class RateLimiter:
         burst: int | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.target = rate if rate and math.isfinite(rate) and rate > 0 else math.inf
         self.rate = self.target
-        default_burst = 1 if self.unlimited else math.ceil(self.target / 10)
-        self.burst = max(burst if burst is not None else default_burst, 1)
+        # Smooth by default: one request per interval. A server whose bucket holds one token
+        # answers 429 to any two requests closer than 1/rate (with a whole-second Retry-After),
+        # and capacity it was not asked for in time is lost: pacing must be early-proof and
+        # punctual, hence `precise_sleep`.
+        self.burst = max(burst if burst is not None else 1, 1)
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep or precise_sleep
         self._lock = anyio.Lock()
         self._tat = clock()  # theoretical arrival time of the next request
         self._paused_until = 0.0
         self._last_change = clock()
+        self._ceiling = math.inf  # a limit the server announced in X-RateLimit-Limit
         self.pauses = 0
 
     @property
@@ -83,25 +106,34 @@ class RateLimiter:
             return self._paused_until - now
         self.pauses += 1
         if not self.unlimited:
-            self._set_rate(max(self.rate / 2, self.target * _MIN_FRACTION), now, "rate_limited")
+            if math.isfinite(self._ceiling) and self.rate <= self._ceiling:  # timing jitter
+                self._ceiling = self.rate * _JITTER_CUT
+                new_rate = self._ceiling
+            else:
+                new_rate = self.rate / 2
+            self._set_rate(max(new_rate, self.target * _MIN_FRACTION), now, "rate_limited")
             self._tat = self._paused_until + (self.burst - 1) / self.rate
             self._last_change = self._paused_until  # recovery starts when the pause ends
         return pause
 
     def nearly_exhausted(self, limit: int | None, remaining: int | None) -> None:
-        """`X-RateLimit-Remaining` says the server budget is almost gone: ease off before a 429."""
-        if limit is None or remaining is None or self.unlimited or limit <= 0:
+        """`X-RateLimit-Remaining` says the server's budget is almost gone while we send faster
+        than its `X-RateLimit-Limit`: come down to just under that limit before a 429 does it."""
+        if limit is None or remaining is None or limit <= 0:
             return
-        if remaining <= max(1, limit // 20) and self.rate > limit * 0.9:
-            self._set_rate(max(limit * 0.9, self.target * _MIN_FRACTION), self._clock(), "budget")
+        ceiling = limit * _UNDER_LIMIT
+        if remaining <= max(1, limit // 20) and self.rate > ceiling:
+            self._ceiling = ceiling
+            self._set_rate(max(ceiling, self.target * _MIN_FRACTION), self._clock(), "budget")
 
     def _recover(self, now: float) -> None:
-        if self.rate >= self.target:
+        top = min(self.target, self._ceiling)
+        if self.rate >= top:
             return
         elapsed = now - self._last_change
         if elapsed >= 1.0:
             gained = self.target * _RECOVERY_PER_S * math.floor(elapsed)
-            self._set_rate(min(self.target, self.rate + gained), now, "recovering")
+            self._set_rate(min(top, self.rate + gained), now, "recovering")
 
     def _set_rate(self, rate: float, now: float, why: str) -> None:
         if rate == self.rate:

@@ -32,7 +32,10 @@ __all__ = ["AiohttpTransport", "map_exception"]
 
 def map_exception(exc: BaseException) -> httpx.TransportError | None:
     """The httpx exception for an aiohttp/asyncio one (None: not a transport failure)."""
-    message = str(exc) or type(exc).__name__
+    try:
+        message = str(exc) or type(exc).__name__
+    except Exception:  # some aiohttp errors cannot describe themselves when half-built
+        message = type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError):
         return httpx.ConnectError(message)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):

@@ -41,7 +41,8 @@ def run_aiohttp(base: str, rows: int, in_flight: int) -> int:
     return asyncio.run(main())
 
 
-def run_httpx(base: str, rows: int, in_flight: int) -> int:
+def run_httpx(base: str, rows: int, in_flight: int, transport: str = "httpx") -> int:
+    """A bare httpx.AsyncClient loop, on httpx's own transport or an aiohttp one."""
     import asyncio
 
     import httpx
@@ -50,61 +51,16 @@ def run_httpx(base: str, rows: int, in_flight: int) -> int:
         todo = iter(urls(base, rows))
         ok = 0
         limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-        async with httpx.AsyncClient(headers=HEADERS, limits=limits) as client:
+        chosen: httpx.AsyncBaseTransport | None = None
+        if transport == "httpx-aiohttp":
+            from httpx_aiohttp import AiohttpTransport
 
-            async def worker() -> None:
-                nonlocal ok
-                for url in todo:
-                    response = await client.post(url, json={"workflowId": WORKFLOW})
-                    response.json()
-                    ok += response.status_code == 201
+            chosen = AiohttpTransport(limits=limits)
+        elif transport == "httpx-ours":
+            from batch_assign.transport import AiohttpTransport as Ours
 
-            await asyncio.gather(*(worker() for _ in range(in_flight)))
-        return ok
-
-    return asyncio.run(main())
-
-
-def run_httpx_aiohttp(base: str, rows: int, in_flight: int) -> int:
-    import asyncio
-
-    import httpx
-    from httpx_aiohttp import AiohttpTransport
-
-    async def main() -> int:
-        todo = iter(urls(base, rows))
-        ok = 0
-        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-        transport = AiohttpTransport(limits=limits)
-        async with httpx.AsyncClient(headers=HEADERS, transport=transport) as client:
-
-            async def worker() -> None:
-                nonlocal ok
-                for url in todo:
-                    response = await client.post(url, json={"workflowId": WORKFLOW})
-                    response.json()
-                    ok += response.status_code == 201
-
-            await asyncio.gather(*(worker() for _ in range(in_flight)))
-        return ok
-
-    return asyncio.run(main())
-
-
-def run_httpx_ours(base: str, rows: int, in_flight: int) -> int:
-    import asyncio
-
-    import httpx
-
-    from batch_assign.transport import AiohttpTransport
-
-    async def main() -> int:
-        todo = iter(urls(base, rows))
-        ok = 0
-        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-        async with httpx.AsyncClient(
-            headers=HEADERS, transport=AiohttpTransport(limits=limits)
-        ) as client:
+            chosen = Ours(limits=limits)
+        async with httpx.AsyncClient(headers=HEADERS, limits=limits, transport=chosen) as client:
 
             async def worker() -> None:
                 nonlocal ok
@@ -142,11 +98,8 @@ def run_requests(base: str, rows: int, in_flight: int) -> int:
 
 if __name__ == "__main__":
     kind, base, rows, in_flight = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    done = {
-        "aiohttp": run_aiohttp,
-        "httpx": run_httpx,
-        "httpx-aiohttp": run_httpx_aiohttp,
-        "httpx-ours": run_httpx_ours,
-        "requests": run_requests,
-    }[kind](base, rows, in_flight)
+    if kind.startswith("httpx"):  # httpx, httpx-aiohttp, httpx-ours: the transport under it
+        done = run_httpx(base, rows, in_flight, kind)
+    else:
+        done = {"aiohttp": run_aiohttp, "requests": run_requests}[kind](base, rows, in_flight)
     sys.exit(0 if done == rows else 1)

@@ -1,7 +1,7 @@
 """Peak memory (RSS) of `batch-assign validate` (and `run`, with --run) by input size.
 
-    python bench/memory.py                       # validate at 50,000 and 5,000,000 rows
-    python bench/memory.py --rows 1000000 --run  # also a full run against a bench server
+    python bench/memory.py                                  # validate at 50k and 5M rows, run at 50k
+    python bench/memory.py --rows 1000000 --run-rows 1000000
 
 Input files are generated once into --data (default: a folder under the system temp dir) with
 `sample_data/generate.py`'s shape. Each measurement is a fresh process; its peak RSS comes from
@@ -22,6 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from batch_assign.sample import write_sample  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import KEY, bench_server  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _WRAPPER = (
     "import resource, subprocess, sys; "
@@ -51,17 +56,53 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=Path(tempfile.gettempdir()) / "batch-assign-bench"
     )
+    parser.add_argument(
+        "--run-rows",
+        type=int,
+        nargs="*",
+        default=[50_000],
+        help="also measure `run` against bench/_server.py at these sizes",
+    )
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     print(f"{'command':<10} {'rows':>10} {'peak RSS MB':>12} {'seconds':>8} {'exit':>5}")
     for rows in sorted(args.rows):
-        path = args.data / f"sample-{rows}.csv"
-        if not path.exists():
-            write_sample(rows, path)
+        path = sample(args.data, rows)
         peak, elapsed, code = measure(
             [sys.executable, "-m", "batch_assign", "validate", str(path)], dict(os.environ)
         )
         print(f"{'validate':<10} {rows:>10,} {peak:>12.0f} {elapsed:>8.1f} {code:>5}", flush=True)
+    for rows in sorted(args.run_rows):
+        path = sample(args.data, rows)
+        with bench_server() as url:
+            command = [
+                sys.executable,
+                "-m",
+                "batch_assign",
+                "run",
+                str(path),
+                "--base-url",
+                url,
+                "--report",
+                str(args.data / f"run-{rows}.report.csv"),
+                "--rate",
+                "0",
+                "--concurrency",
+                "32",
+                "--restart",
+                "--log-format",
+                "json",
+                "--no-progress",
+            ]
+            peak, elapsed, code = measure(command, {**os.environ, "NEXOR_API_KEY": KEY})
+        print(f"{'run':<10} {rows:>10,} {peak:>12.0f} {elapsed:>8.1f} {code:>5}", flush=True)
+
+
+def sample(folder: Path, rows: int) -> Path:
+    path = folder / f"sample-{rows}.csv"
+    if not path.exists():
+        write_sample(rows, path)
+    return path
 
 
 if __name__ == "__main__":

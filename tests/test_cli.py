@@ -163,3 +163,25 @@ def test_sandbox_command_serves_until_stopped(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_concurrency_auto_and_bad_values(tmp_path: Path) -> None:
+    """--concurrency auto runs the job; anything but a number or 'auto' is a usage error."""
+    path, seed, _ = make_migration(tmp_path, 20)
+    with start_sandbox(seed) as box:
+        env = {"NEXOR_API_KEY": box.api_key}
+        auto = run_cli(
+            "run",
+            str(path),
+            "--base-url",
+            box.url,
+            "--concurrency",
+            "auto",
+            "--rate",
+            "100",
+            env=env,
+        )
+        bad = run_cli("run", str(path), "--base-url", box.url, "--concurrency", "lots", env=env)
+    assert 0 == auto.returncode, auto.stderr
+    assert 2 == bad.returncode
+    assert "--concurrency must be a whole number or 'auto', got 'lots'" in bad.stderr

@@ -118,7 +118,7 @@ async def test_slows_before_the_budget_runs_out() -> None:
     """X-RateLimit-Remaining near zero brings the rate under the server's limit."""
     lim, _ = limiter(100, 1)
     lim.nearly_exhausted(limit=50, remaining=1)
-    assert lim.rate == 45.0
+    assert lim.rate == 48.5
     lim2, _ = limiter(100, 1)
     lim2.nearly_exhausted(limit=None, remaining=None)  # no headers: nothing changes
     assert lim2.rate == 100.0
@@ -191,3 +191,30 @@ async def test_retry_after_sets_the_wait() -> None:
             with attempt:
                 raise NotAppliedError("HTTP 503", http_status=503, retry_after=7)
     assert waits == [7]
+
+
+def test_auto_concurrency_grows_until_the_rate_is_reached() -> None:
+    """Below the target rate with steady latency, in-flight doubles; at the target it holds."""
+    from batch_assign.autoscale import ConcurrencyController
+
+    controller = ConcurrencyController(200, start=8, maximum=64)
+    controller.step(rate=80, latency=0.1)
+    assert 16 == controller.limiter.total_tokens
+    controller.step(rate=160, latency=0.1)
+    assert 32 == controller.limiter.total_tokens
+    controller.step(rate=195, latency=0.1)  # within 5 % of the target: enough
+    assert 32 == controller.limiter.total_tokens
+    controller.step(rate=100, latency=0.1)
+    controller.step(rate=100, latency=0.1)
+    assert 64 == controller.limiter.total_tokens  # never past the ceiling
+
+
+def test_auto_concurrency_stops_when_latency_climbs() -> None:
+    """When more in flight only makes answers slower, the API is queueing: stop growing."""
+    from batch_assign.autoscale import ConcurrencyController
+
+    controller = ConcurrencyController(0, start=8, maximum=256)  # no rate target
+    controller.step(rate=80, latency=0.1)
+    assert 16 == controller.limiter.total_tokens
+    controller.step(rate=90, latency=0.2)
+    assert 16 == controller.limiter.total_tokens

@@ -93,6 +93,10 @@ def serve_in_thread(
         ready.set()
         loop.run_forever()
         loop.run_until_complete(box["runner"].cleanup())
+        pending = asyncio.all_tasks(loop)  # handlers still sleeping (slow-after faults)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
     thread = threading.Thread(target=main, name="nexor-sandbox", daemon=True)

@@ -1,0 +1,48 @@
+"""Run `batch-assign run` against a URL and return its summary (used by the bench scripts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import KEY
+
+
+def run_batch_assign(
+    data: Path, report: Path, url: str, *flags: str
+) -> tuple[dict[str, Any], float]:
+    """The run's summary JSON and its wall time."""
+    summary_path = report.with_name(report.stem + ".summary.json")
+    summary_path.unlink(missing_ok=True)
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batch_assign",
+            "run",
+            str(data),
+            "--report",
+            str(report),
+            "--base-url",
+            url,
+            "--log-format",
+            "json",
+            "--no-progress",
+            "--restart",
+            *flags,
+        ],
+        env={**os.environ, "NEXOR_API_KEY": KEY},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if proc.returncode not in (0, 1) or not summary_path.exists():
+        raise SystemExit(f"batch-assign exited {proc.returncode}: {proc.stderr[-1500:]}")
+    return json.loads(summary_path.read_text()), elapsed

@@ -1,0 +1,198 @@
+"""The aiohttp transport keeps the phase of every failure: one real-socket test per case."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+import anyio
+import httpx
+import pytest
+from conftest import World, start_sandbox
+
+from batch_assign.classify import classify_exception
+from batch_assign.records import RequestClass
+from batch_assign.sandbox import FaultRule
+from batch_assign.transport import AiohttpTransport, map_exception
+
+LIMITS = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+
+
+def send(
+    url: str, *, connect: float = 2.0, read: float = 2.0, workflow: str = "x"
+) -> httpx.Response:
+    """One request through the transport, as the client sends it."""
+
+    async def go() -> httpx.Response:
+        transport = AiohttpTransport(limits=LIMITS)
+        try:
+            request = httpx.Request(
+                "POST",
+                url,
+                json={"workflowId": workflow},
+                headers={"X-API-Key": "nxr_live_sandbox_local_key"},
+            )
+            request.extensions["timeout"] = {
+                "connect": connect,
+                "read": read,
+                "write": read,
+                "pool": connect,
+            }
+            response = await transport.handle_async_request(request)
+            await response.aread()
+            return response
+        finally:
+            await transport.aclose()
+
+    return anyio.run(go)
+
+
+@contextmanager
+def raw_server(handle: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A one-connection-at-a-time TCP server on loopback whose behaviour `handle` decides."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                handle(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/x"
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
+
+
+def phase_of(url: str, **kwargs: Any) -> tuple[type[httpx.HTTPError], RequestClass]:
+    with pytest.raises(httpx.HTTPError) as caught:
+        send(url, **kwargs)
+    return type(caught.value), classify_exception(caught.value)
+
+
+def test_connection_refused_is_never_sent() -> None:
+    """Nothing listening: ConnectError, safe to retry."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    assert (httpx.ConnectError, RequestClass.NOT_APPLIED) == phase_of(f"http://127.0.0.1:{port}/x")
+
+
+def test_dropped_after_applying_is_ambiguous(world: World) -> None:
+    """The server applied the move, then closed the connection: ambiguous, never 'not sent'."""
+    rule = FaultRule("drop-after", rate=1.0)
+    with start_sandbox(world.seed(), rules=(rule,)) as box:
+        url = f"{box.url}/leads/{world.leads['ann']}/assign-workflow"
+
+        async def go() -> type[BaseException]:
+            transport = AiohttpTransport(limits=LIMITS)
+            request = httpx.Request(
+                "POST",
+                url,
+                json={"workflowId": world.workflows["alpha"]},
+                headers={"X-API-Key": box.api_key},
+            )
+            request.extensions["timeout"] = {"connect": 2, "read": 2, "write": 2, "pool": 2}
+            try:
+                await transport.handle_async_request(request)
+            except httpx.HTTPError as exc:
+                return type(exc)
+            finally:
+                await transport.aclose()
+            return type(None)
+
+        kind = anyio.run(go)
+        assert 1 == len(box.store.audit())
+    assert httpx.RemoteProtocolError is kind
+    assert RequestClass.AMBIGUOUS == classify_exception(httpx.RemoteProtocolError("x"))
+
+
+def test_slow_answer_is_a_read_timeout(world: World) -> None:
+    """The server applied the move and answers too late: ReadTimeout, ambiguous."""
+    rule = FaultRule("slow-after", rate=1.0, delay_s=3)
+    with start_sandbox(world.seed(), rules=(rule,)) as box:
+        url = f"{box.url}/leads/{world.leads['ann']}/assign-workflow"
+        assert (httpx.ReadTimeout, RequestClass.AMBIGUOUS) == phase_of(
+            url, read=0.3, workflow=world.workflows["alpha"]
+        )
+        assert 1 == len(box.store.audit())
+
+
+def test_truncated_body_is_ambiguous() -> None:
+    """Headers arrive, the body is cut short: ReadError, ambiguous."""
+
+    def truncate(conn: socket.socket) -> None:
+        conn.sendall(
+            b'HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"work'
+        )
+
+    with raw_server(truncate) as url:
+        assert (httpx.ReadError, RequestClass.AMBIGUOUS) == phase_of(url)
+
+
+def test_reset_after_reading_the_request_is_ambiguous() -> None:
+    """The server read the request and reset the connection: ambiguous."""
+
+    def reset(conn: socket.socket) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+    with raw_server(reset) as url:
+        kind, request_class = phase_of(url)
+    assert RequestClass.AMBIGUOUS == request_class, kind
+
+
+def test_garbage_answer_is_ambiguous() -> None:
+    """Something that is not HTTP comes back: RemoteProtocolError, ambiguous."""
+
+    def garbage(conn: socket.socket) -> None:
+        conn.sendall(b"SSH-2.0-OpenSSH_9.0\r\n\r\n")
+
+    with raw_server(garbage) as url:
+        assert (httpx.RemoteProtocolError, RequestClass.AMBIGUOUS) == phase_of(url)
+
+
+def test_connect_timeout_is_never_sent() -> None:
+    """aiohttp's connect timeout maps to ConnectTimeout: safe to retry."""
+    mapped = map_exception(aiohttp.ConnectionTimeoutError("connect timed out"))
+    assert isinstance(mapped, httpx.ConnectTimeout)
+    assert RequestClass.NOT_APPLIED == classify_exception(mapped)
+
+
+def _all_subclasses(cls: type) -> set[type]:
+    found = set()
+    for sub in cls.__subclasses__():
+        found |= {sub} | _all_subclasses(sub)
+    return found
+
+
+def test_every_aiohttp_client_error_maps_to_an_httpx_transport_error() -> None:
+    """No aiohttp error escapes unmapped; the connect phase stays 'never sent', the rest not."""
+    never_sent = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+    for cls in _all_subclasses(aiohttp.ClientError) | {aiohttp.ClientError}:
+        try:
+            exc = cls.__new__(cls)
+            Exception.__init__(exc, "boom")
+        except TypeError:
+            continue
+        mapped = map_exception(exc)
+        assert isinstance(mapped, httpx.TransportError), cls
+        expected_safe = issubclass(cls, never_sent)
+        assert expected_safe == (classify_exception(mapped) is RequestClass.NOT_APPLIED), cls
