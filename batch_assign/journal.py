@@ -110,10 +110,14 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA journal_size_limit=67108864")  # a big ingest leaves no huge WAL
         self._db.executescript(_SCHEMA)
         self.session_id: int | None = None
+        self._reader: sqlite3.Connection | None = None  # the producer's own connection
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         self._db.close()
 
     # --- binding and ingest ---------------------------------------------------------------
@@ -239,9 +243,10 @@ class Journal:
                     "Remove them, or use --duplicates first|last",
                 )
             return
+        where = "already in row" if policy == "first" else "again later, in row"
         self._db.execute("BEGIN")
         self._db.execute(
-            "UPDATE rows SET status = 'duplicate', completed_at = ?, error = 'lead already in row '"
+            f"UPDATE rows SET status = 'duplicate', completed_at = ?, error = 'lead {where} '"
             f" || d.kept || ' (--duplicates {policy})' FROM ({ranked}) AS d"
             " WHERE rows.row = d.row AND d.rank > 1",
             (_now(),),
@@ -259,7 +264,9 @@ class Journal:
 
     def todo(self, after_row: int, limit: int) -> list[JournalRow]:
         """The next rows to work on (fresh and in doubt), in input order."""
-        rows = self._db.execute(
+        if self._reader is None:  # reads run in another thread than the writer's commits
+            self._reader = sqlite3.connect(self.path, check_same_thread=False)
+        rows = self._reader.execute(
             "SELECT row, lead_id, workflow_id, reason, actor_id, phase, prior_run_id,"
             " previous_workflow_id FROM rows WHERE status = 'pending' AND row > ?"
             " ORDER BY row LIMIT ?",

@@ -278,3 +278,50 @@ def test_stdin_input(tmp_path: Path) -> None:
         assert_each_moved_once(box, seed, rows)
     assert result.returncode == 0, result.stderr
     assert len(read_report(report)) == 9
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("first", ["pending-ok", "lead already in row 1 (--duplicates first)"]),
+        ("last", ["lead again later, in row 2 (--duplicates last)", "pending-ok"]),
+    ],
+)
+def test_duplicate_policies(tmp_path: Path, policy: str, expected: list[str]) -> None:
+    """--duplicates first keeps the first row of a lead, last the last; the other is `duplicate`."""
+    wf1, wf2, lead = new_id(), new_id(), new_id()
+    seed = {
+        "workflows": [{"id": wf1, "name": "A"}, {"id": wf2, "name": "B"}],
+        "leads": [{"id": lead, "first_name": "x"}],
+    }
+    path = write_csv(
+        tmp_path / "in.csv",
+        [{"lead_id": lead, "workflow_id": wf1}, {"lead_id": lead, "workflow_id": wf2}],
+    )
+    with start_sandbox(seed) as box:
+        run_job(config(box, path, tmp_path / "r.report.csv", duplicates=policy))
+        moved_to = box.store.active_workflow(lead)
+    got = read_report(tmp_path / "r.report.csv")
+    assert [e if e != "pending-ok" else "" for e in expected] == [r["error"] for r in got]
+    assert (wf1 if policy == "first" else wf2) == moved_to
+
+
+def test_duplicates_error_refuses_the_file(tmp_path: Path) -> None:
+    """--duplicates error: a repeated lead is a file-level error, exit 2, nothing sent."""
+    path, seed, rows = make_migration(tmp_path, 5)
+    path.write_text(path.read_text() + f"{rows[0]['lead_id']},{rows[0]['workflow_id']},,\n")
+    with start_sandbox(seed) as box:
+        result = run_cli(
+            "run",
+            str(path),
+            "--base-url",
+            box.url,
+            "--duplicates",
+            "error",
+            env={"NEXOR_API_KEY": box.api_key},
+        )
+        assert [] == box.store.audit()
+    assert 2 == result.returncode
+    assert "1 duplicate lead id(s) with --duplicates error: row 6 repeats row 1" in " ".join(
+        result.stderr.split()
+    )
