@@ -23,7 +23,7 @@ from batch_assign.journal import Journal, JournalState, fingerprint_file
 from batch_assign.limiter import RateLimiter
 from batch_assign.lock import RunLock
 from batch_assign.planner import ShardCounter, take_shard
-from batch_assign.reader import check_input_file, open_input, read_batches, spool_stdin
+from batch_assign.reader import check_input_file, read_batches, spool_stdin
 from batch_assign.records import RunSummary, Status
 from batch_assign.report import (
     check_report_path,
@@ -128,7 +128,14 @@ def run_job(
         input_path = config.input
         if input_path == "-":
             input_path = str(spool_stdin(files.stdin_copy))
-        open_input(input_path)  # an unusable format fails here, before a journal is made
+        # File-level problems (format, columns, defaults) fail here, before a journal is made.
+        read_batches(
+            input_path,
+            column_map=config.column_map,
+            workflow_id=config.workflow_id,
+            reason=config.reason,
+            actor_id=config.actor_id,
+        )
         if not dry_run:
             return _run_locked(config, files, input_path, on_start, handle_signals, dry_run)
         with tempfile.TemporaryDirectory(prefix="batch-assign-dry-run-") as scratch:

@@ -9,7 +9,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -46,6 +46,17 @@ def remember_secret(secret: str) -> None:
         _secrets.add(secret)
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is now: a live progress bar redirects it to draw log
+    lines above itself instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(fmt: str | None = None, *, level: int | None = None) -> str:
     """Configure structlog for the process; returns the format chosen (console or json)."""
     chosen = fmt or ("console" if sys.stderr.isatty() else "json")
@@ -65,7 +76,7 @@ def configure_logging(fmt: str | None = None, *, level: int | None = None) -> st
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )
     return chosen

@@ -8,6 +8,7 @@ the file in chunks of `chunk_size` rows.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -107,6 +108,13 @@ def resolve_columns(
             None,
         )
     lead = chosen["lead_id"]
+    if lead is None and not names:
+        raise InputFileError(path, "is empty: it needs a header row and one row per lead")
+    if lead is None and len(names) == 1 and ";" in names[0]:
+        raise InputFileError(
+            path,
+            f"looks separated by ';' (header {names[0]!r}); save it as comma-separated CSV",
+        )
     if lead is None:
         raise InputFileError(
             path,
@@ -192,23 +200,46 @@ def open_input(path: str) -> pl.LazyFrame:
     except InputFileError:
         raise
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputFileError(path, _polars_problem(exc)) from None
+        raise InputFileError(path, _polars_problem(exc, path)) from None
 
 
-def _polars_problem(exc: BaseException) -> str:
+def _polars_problem(exc: BaseException, path: str | None = None) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "utf-8" in text.lower() or "utf8" in text.lower():
         return "is not valid UTF-8; save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
     if "parquet" in text.lower() or "magic" in text.lower():
         return f"is not a readable Parquet file ({text})"
-    return f"cannot be parsed ({text})"
+    located = _locate_csv_problem(path) if path else None
+    return located or f"cannot be parsed ({text})"
+
+
+def _locate_csv_problem(path: str) -> str | None:
+    """Polars says *that* a CSV is malformed; find *where*, with the stdlib's parser (error
+    path only, so its speed does not matter)."""
+    if Path(path).suffix.lower() in (".parquet", ".pq"):
+        return None
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, strict=True)
+            header = next(reader, [])
+            for number, record in enumerate(reader, start=1):
+                if record and len(record) != len(header):
+                    return (
+                        f"row {number} has {len(record)} fields but the header has "
+                        f"{len(header)}; quote values that contain commas"
+                    )
+    except csv.Error as exc:
+        return f"malformed CSV near line {reader.line_num}: {exc} (check the quotes)"
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
 
 
 def column_names(path: str, frame: pl.LazyFrame) -> list[str]:
     try:
         return [name for name in frame.collect_schema().names() if name != _ROW]
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputFileError(path, _polars_problem(exc)) from None
+        raise InputFileError(path, _polars_problem(exc, path)) from None
 
 
 def read_batches(
@@ -278,7 +309,7 @@ def _stream(
         for chunk in selected.collect_batches(chunk_size=chunk_size, maintain_order=True):
             yield ReadBatch(_validate(chunk.select(projection), columns))
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputFileError(path, _polars_problem(exc)) from None
+        raise InputFileError(path, _polars_problem(exc, path)) from None
 
 
 def _validate(chunk: pl.DataFrame, columns: Columns) -> list[ReadRow]:

@@ -113,8 +113,25 @@ def test_bom_crlf_and_quoted_fields(tmp_path: Path) -> None:
         (b"lead_id\n" + LEAD.encode() + b"\n", "no workflow column"),
         ("lead_id,workflow_id\ncaf\xe9,x\n".encode("latin-1"), "not valid UTF-8"),
         ("lead_id,workflow_id\n".encode("utf-16"), "UTF-16"),
+        (b"", "is empty"),
+        (f"lead_id;workflow_id\n{LEAD};{WF}\n".encode(), "looks separated by ';'"),
+        (
+            f"lead_id,workflow_id\n{LEAD},{WF}\n{LEAD},{WF},x\n".encode(),
+            "row 2 has 3 fields but the header has 2",
+        ),
+        (f'lead_id,workflow_id\n"{LEAD},{WF}\n'.encode(), "malformed CSV near line 2"),
     ],
-    ids=["missing", "no-lead-column", "no-workflow-column", "latin1", "utf16"],
+    ids=[
+        "missing",
+        "no-lead-column",
+        "no-workflow-column",
+        "latin1",
+        "utf16",
+        "empty",
+        "semicolon",
+        "ragged",
+        "quote",
+    ],
 )
 def test_file_level_errors(tmp_path: Path, content: bytes | None, message: str) -> None:
     """A file that cannot be used is one clear error naming the file, before any row is read."""
