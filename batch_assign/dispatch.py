@@ -31,6 +31,7 @@ from batch_assign.errors import (
     RequestError,
 )
 from batch_assign.journal import Journal, JournalRow
+from batch_assign.journal_writer import JournalWriter
 from batch_assign.records import LeadState, MovementType, Outcome, Status
 from batch_assign.retry import counts_against_budget, retrying, wait_after
 
@@ -90,49 +91,6 @@ class Progress:
         self.by_status[status] = self.by_status.get(status, 0) + 1
 
 
-class _JournalWriter:
-    """Group commit: intents wait for the commit that holds them; outcomes ride along."""
-
-    def __init__(self, journal: Journal, counters: Callable[[], dict[str, int]]) -> None:
-        self._journal = journal
-        self._counters = counters
-        self._intents: list[tuple[int, str | None, str | None]] = []
-        self._outcomes: list[Outcome] = []
-        self._wake = anyio.Event()
-        self._next_commit = anyio.Event()
-        self._closing = False
-
-    async def intent(self, row: int, prior_run_id: str | None, previous: str | None) -> None:
-        self._intents.append((row, prior_run_id, previous))
-        committed = self._next_commit
-        self._wake.set()
-        await committed.wait()
-
-    def outcome(self, outcome: Outcome) -> None:
-        self._outcomes.append(outcome)
-        if len(self._outcomes) >= 256:
-            self._wake.set()
-
-    def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            with anyio.move_on_after(0.2):
-                await self._wake.wait()
-            self._wake = anyio.Event()
-            intents, outcomes, committed = self._intents, self._outcomes, self._next_commit
-            self._intents, self._outcomes, self._next_commit = [], [], anyio.Event()
-            if intents or outcomes:
-                await anyio.to_thread.run_sync(
-                    self._journal.apply, intents, outcomes, self._counters()
-                )
-            committed.set()
-            if self._closing and not self._intents and not self._outcomes:
-                return
-
-
 class Dispatcher:
     """Sends the journal's pending rows through `client`; see the module docstring."""
 
@@ -150,7 +108,7 @@ class Dispatcher:
         self._settings = settings
         self._progress = progress or Progress(0)
         self._sleep = sleep
-        self._writer = _JournalWriter(journal, self._counters)
+        self._writer = JournalWriter(journal, self._counters)
         self._stop_reason: str | None = None
         self._exit_code: int | None = None
         self._work_scope: anyio.CancelScope | None = None
