@@ -31,6 +31,55 @@ def bench_server(*args: str) -> Iterator[str]:
         proc.wait()
 
 
+@contextmanager
+def sandbox_process(seed: Path, *extra: str) -> Iterator[str]:
+    """Start `batch-assign sandbox` (rate limit off) seeded from `seed`; yield its base URL."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batch_assign",
+            "sandbox",
+            "--port",
+            "0",
+            "--rate-limit",
+            "0",
+            "--seed",
+            str(seed),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip().rsplit(" ", 1)[1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def run_command(data: Path, report: Path, url: str, *flags: str) -> list[str]:
+    """The `batch-assign run` command line the benchmarks use (fresh journal, JSON logs)."""
+    return [
+        sys.executable,
+        "-m",
+        "batch_assign",
+        "run",
+        str(data),
+        "--report",
+        str(report),
+        "--base-url",
+        url,
+        "--log-format",
+        "json",
+        "--no-progress",
+        "--restart",
+        *flags,
+    ]
+
+
 def make_input(path: Path, rows: int) -> Path:
     """`rows` distinct leads, all to one workflow."""
     if not path.exists():

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import KEY
+from _common import KEY, run_command
 
 
 def run_batch_assign(
@@ -21,22 +20,7 @@ def run_batch_assign(
     summary_path.unlink(missing_ok=True)
     started = time.perf_counter()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "batch_assign",
-            "run",
-            str(data),
-            "--report",
-            str(report),
-            "--base-url",
-            url,
-            "--log-format",
-            "json",
-            "--no-progress",
-            "--restart",
-            *flags,
-        ],
+        run_command(data, report, url, *flags),
         env={**os.environ, "NEXOR_API_KEY": KEY},
         capture_output=True,
         text=True,

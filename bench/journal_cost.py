@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from _common import sandbox_process
 
 from batch_assign.config import RunConfig
 from batch_assign.job import run_job
@@ -50,26 +50,7 @@ def main() -> None:
                 }
             )
         )
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "batch_assign",
-                "sandbox",
-                "--port",
-                "0",
-                "--rate-limit",
-                "0",
-                "--seed",
-                str(seed),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            assert server.stdout is not None
-            url = server.stdout.readline().strip().rsplit(" ", 1)[1]
+        with sandbox_process(seed) as url:
             for round_ in range(args.repeat):
                 for name in ("with journal", "without"):
                     tag = "on" if name == "with journal" else "off"
@@ -92,10 +73,7 @@ def main() -> None:
                     summary = run_job(config)
                     results[name].append(args.rows / summary.extra["dispatch_s"])  # type: ignore[operator]
                     del started
-        finally:
-            Journal.apply = real_apply  # type: ignore[method-assign]
-            server.terminate()
-            server.wait(10)
+        Journal.apply = real_apply  # type: ignore[method-assign]
     print(
         f"{'variant':<14} "
         + " ".join(f"{'round ' + str(i + 1):>9}" for i in range(args.repeat))

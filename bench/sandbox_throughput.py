@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import aiohttp
+from _common import sandbox_process
 
 KEY = "nxr_live_sandbox_local_key"
 
@@ -72,33 +70,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         seed_path = Path(scratch) / "seed.json"
         seed_path.write_text(json.dumps(data))
-        command = [
-            sys.executable,
-            "-m",
-            "batch_assign",
-            "sandbox",
-            "--port",
-            "0",
-            "--rate-limit",
-            "0",
-            "--seed",
-            str(seed_path),
-        ]
-        if args.db:
-            command += ["--db", str(Path(scratch) / "sandbox.sqlite")]
-        server = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ
-        )
-        try:
-            assert server.stdout is not None
-            url = server.stdout.readline().strip().rsplit(" ", 1)[1]
+        with sandbox_process(
+            seed_path, *("--db", str(Path(scratch) / "sandbox.sqlite")) if args.db else ()
+        ) as url:
             asyncio.run(drive(url, workflows, leads, 500, 8))  # warm-up
             elapsed, statuses = asyncio.run(
                 drive(url, workflows, leads, args.requests, args.concurrency)
             )
-        finally:
-            server.terminate()
-            server.wait(10)
     done = sum(statuses.values())
     print(f"{'store':<8} {'in flight':>9} {'requests':>9} {'seconds':>8} {'req/s':>8}  statuses")
     print(

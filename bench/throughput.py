@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import KEY, WORKFLOW, bench_server, make_input, timed
+from _common import KEY, WORKFLOW, bench_server, make_input, run_command, timed
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,26 +48,16 @@ def main() -> None:
                 results[(peer, in_flight)] = (args.rows / t.seconds, t.cpu_s / args.rows * 1000)
             report = Path(scratch) / f"run{in_flight}.report.csv"
             t = timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "batch_assign",
-                    "run",
-                    str(data),
-                    "--report",
-                    str(report),
-                    "--base-url",
+                run_command(
+                    data,
+                    report,
                     url,
                     "--rate",
                     "0",
                     "--concurrency",
                     str(in_flight),
                     "--no-check-current",
-                    "--log-format",
-                    "json",
-                    "--no-progress",
-                    "--restart",
-                ],
+                ),
                 env={"NEXOR_API_KEY": KEY},
             )
             assert t.exit_code == 0, f"batch-assign exited {t.exit_code}"
