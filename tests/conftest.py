@@ -115,6 +115,11 @@ def write_csv(path: Path, rows: list[dict[str, str]], header: list[str] | None =
     return path
 
 
+def run_args(path: Path | str, report: Path, box: RunningSandbox, *extra: str) -> list[str]:
+    """`run INPUT --report R --base-url SANDBOX --rate 0 ...`: the arguments most tests pass."""
+    return ["run", str(path), "--report", str(report), "--base-url", box.url, "--rate", "0", *extra]
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, input: bytes | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

@@ -13,6 +13,7 @@ from conftest import (
     new_id,
     read_json,
     read_report,
+    run_args,
     run_cli,
     start_sandbox,
     write_csv,
@@ -196,15 +197,7 @@ def test_wrong_key_stops_the_run_with_exit_3(tmp_path: Path) -> None:
     report = tmp_path / "r.report.csv"
     with start_sandbox(seed) as box:
         result = run_cli(
-            "run",
-            str(path),
-            "--report",
-            str(report),
-            "--base-url",
-            box.url,
-            "--rate",
-            "0",
-            env={"NEXOR_API_KEY": "nxr_live_definitely_wrong"},
+            *run_args(path, report, box), env={"NEXOR_API_KEY": "nxr_live_definitely_wrong"}
         )
         seen = sum(v for k, v in box.settings.stats.items() if k.startswith("status"))
     assert result.returncode == 3, result.stderr
@@ -264,14 +257,7 @@ def test_stdin_input(tmp_path: Path) -> None:
     report = tmp_path / "stdin.report.csv"
     with start_sandbox(seed) as box:
         result = run_cli(
-            "run",
-            "-",
-            "--report",
-            str(report),
-            "--base-url",
-            box.url,
-            "--rate",
-            "0",
+            *run_args("-", report, box),
             env={"NEXOR_API_KEY": box.api_key},
             input=path.read_bytes(),
         )

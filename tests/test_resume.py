@@ -18,6 +18,7 @@ from conftest import (
     new_id,
     read_json,
     read_report,
+    run_args,
     run_cli,
     start_sandbox,
     write_csv,
@@ -31,17 +32,7 @@ def cli_command(path: Path, report: Path, box: RunningSandbox, *extra: str) -> l
         sys.executable,
         "-m",
         "batch_assign",
-        "run",
-        str(path),
-        "--report",
-        str(report),
-        "--base-url",
-        box.url,
-        "--rate",
-        "0",
-        "--log-format",
-        "json",
-        *extra,
+        *run_args(path, report, box, "--log-format", "json", *extra),
     ]
 
 
