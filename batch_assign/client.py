@@ -171,6 +171,9 @@ class NexorClient:
             raise _ERRORS[request_class](
                 f"{type(exc).__name__}: {_exception_text(exc)}", lead_id=lead_id
             ) from None
+        finally:
+            # Waiters resume only when this task next yields: after the headers below are read.
+            self._limiter.answered()
         status = response.status_code
         self.statuses[status] += 1
         self._limiter.nearly_exhausted(

@@ -356,7 +356,7 @@ class Journal:
         }
         return statuses, movements
 
-    def report_rows(self, chunk: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
+    def report_rows(self, chunk: int = 10_000) -> Iterator[list[tuple[Any, ...]]]:
         """Every row in input order, as tuples of `REPORT_COLUMNS`, `chunk` at a time."""
         last = 0
         while True:

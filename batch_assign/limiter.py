@@ -5,6 +5,9 @@ one, `burst` requests may run early, and oversleeping never accumulates into a l
 schedule, not the wake-up time, sets the next slot). A 429 pauses the whole pool for `Retry-After`
 and halves the rate; the rate then grows back by a twentieth of the target each second
 (AIMD). Callers queue on a FIFO lock, so workers are served in arrival order.
+
+The first request of a run goes alone: its answer may announce the server's limit
+(`X-RateLimit-*`), and a new connection's set-up must not squeeze it against the second.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ _log = structlog.get_logger("batch_assign.limiter")
 _MIN_FRACTION = 0.05  # never slow below 5 % of the target rate
 _RECOVERY_PER_S = 0.05  # regain 5 % of the target rate per second without a 429
 _UNDER_LIMIT = 0.97  # pace under a limit the server announces: loop jitter must not make 429s
-_JITTER_CUT = 0.95  # a 429 while already under the announced limit: trim, do not halve
+_JITTER_CUT = 0.98  # a 429 while already under the announced limit: trim, do not halve...
+_JITTER_FLOOR = 0.90  # ...and never below 90 % of that limit for jitter alone
 
 
 _SPIN_S = 0.0015  # the event loop's timers round up to the millisecond
@@ -66,7 +70,10 @@ class RateLimiter:
         self._tat = clock()  # theoretical arrival time of the next request
         self._paused_until = 0.0
         self._last_change = clock()
-        self._ceiling = math.inf  # a limit the server announced in X-RateLimit-Limit
+        self._ceiling = math.inf  # the pace allowed under the server's announced limit
+        self._announced = math.inf  # X-RateLimit-Limit, once a response carried it
+        self._last_release = -math.inf
+        self._first_answer: anyio.Event | None = None
         self.pauses = 0
 
     @property
@@ -84,13 +91,35 @@ class RateLimiter:
                 now = self._clock()
             if self.unlimited:
                 return
+            if self._first_answer is None:
+                self._first_answer = anyio.Event()
+            elif not self._first_answer.is_set():
+                await self._first_answer.wait()
+                now = self._clock()
             self._recover(now)
             interval = 1.0 / self.rate
             tat = max(self._tat, now)
             allowed_at = tat - (self.burst - 1) * interval
             if allowed_at > now:
                 await self._sleep(allowed_at - now)
+                released = self._clock()
+            else:
+                released = now
             self._tat = tat + interval
+            if self.burst == 1:
+                # A late wake-up is absorbed by the schedule, but never into a gap shorter than
+                # the server's own interval: the request before it may itself have left late.
+                self._tat = max(self._tat, released + interval * _UNDER_LIMIT)
+            self._last_release = released
+
+    def answered(self) -> None:
+        """A request came back (with any answer, or none): the first one lets the rest go."""
+        if self._first_answer is not None and not self._first_answer.is_set():
+            self._first_answer.set()
+            if not self.unlimited:
+                # The first request arrived before its answer, however late a new connection
+                # made it: one interval after the answer cannot squeeze the second against it.
+                self._tat = max(self._tat, self._clock() + 1.0 / self.rate)
 
     def rate_limited(self, retry_after: float | None) -> float:
         """A 429 arrived: pause everyone and halve the rate. Returns the pause in seconds.
@@ -107,8 +136,9 @@ class RateLimiter:
         self.pauses += 1
         if not self.unlimited:
             if math.isfinite(self._ceiling) and self.rate <= self._ceiling:  # timing jitter
-                self._ceiling = self.rate * _JITTER_CUT
-                new_rate = self._ceiling
+                floor = self._announced * _JITTER_FLOOR
+                self._ceiling = max(self.rate * _JITTER_CUT, floor)
+                new_rate = min(self.rate, self._ceiling)
             else:
                 new_rate = self.rate / 2
             self._set_rate(max(new_rate, self.target * _MIN_FRACTION), now, "rate_limited")
@@ -123,6 +153,7 @@ class RateLimiter:
             return
         ceiling = limit * _UNDER_LIMIT
         if remaining <= max(1, limit // 20) and self.rate > ceiling:
+            self._announced = limit
             self._ceiling = ceiling
             self._set_rate(max(ceiling, self.target * _MIN_FRACTION), self._clock(), "budget")
 
@@ -139,5 +170,7 @@ class RateLimiter:
         if rate == self.rate:
             return
         _log.info("batch_assign.rate_changed", old=round(self.rate, 2), new=round(rate, 2), why=why)
+        if rate < self.rate:  # a slower pace applies from the very next request
+            self._tat = max(self._tat, self._last_release + 1.0 / rate)
         self.rate = rate
         self._last_change = now

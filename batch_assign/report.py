@@ -129,7 +129,7 @@ def write_failures(journal: Journal, input_path: str, path: Path) -> int:
     with _atomic(path) as handle:
         header = True
         names = [name for name in frame.collect_schema().names() if name != _ROW]
-        for chunk in frame.collect_batches(chunk_size=50_000, maintain_order=True):
+        for chunk in frame.collect_batches(chunk_size=10_000, maintain_order=True):
             if chunk.height == 0:
                 continue
             rows = chunk.get_column(_ROW)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -43,6 +45,7 @@ async def times(lim: RateLimiter, clock: FakeClock, n: int) -> list[float]:
     stamps = []
     for _ in range(n):
         await lim.acquire()
+        lim.answered()  # as the client does once a request comes back
         stamps.append(round(clock.now, 6))
     return stamps
 
@@ -60,16 +63,74 @@ async def test_burst_goes_early_then_paces() -> None:
 
 
 async def test_oversleeping_does_not_lower_the_rate() -> None:
-    """Sleeps that overshoot (timer granularity) are absorbed by the schedule, not accumulated."""
+    """Small overshoots (timer granularity) are absorbed by the schedule, not accumulated."""
     clock = FakeClock()
 
     async def sloppy_sleep(seconds: float) -> None:
-        await clock.sleep(seconds + 0.0004)  # each wake-up is 0.4 ms late
+        await clock.sleep(seconds + 0.00002)  # each wake-up is 20 µs late: 2 % of the interval
 
     lim = RateLimiter(1000, 1, clock=clock, sleep=sloppy_sleep)
     for _ in range(1000):
         await lim.acquire()
+        lim.answered()
     assert clock.now < 1.0 + 0.001  # 1,000 requests in one second, give or take one wake-up
+
+
+async def test_a_late_wake_up_never_squeezes_the_next_request() -> None:
+    """A burst-1 server refuses two requests closer than its interval: one late wake-up must
+    not be caught up by sending the next one early."""
+    clock = FakeClock()
+    late = [0.0, 0.0, 0.004, 0.0, 0.0]  # the third wake-up is 4 ms late
+
+    async def sleep(seconds: float) -> None:
+        await clock.sleep(seconds + (late.pop(0) if late else 0.0))
+
+    lim = RateLimiter(100, 1, clock=clock, sleep=sleep)
+    stamps = []
+    for _ in range(6):
+        await lim.acquire()
+        lim.answered()
+        stamps.append(clock.now)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.0097 - 1e-9  # never under the server's interval (our pace is 97 % of it)
+
+
+async def test_the_first_request_goes_alone() -> None:
+    """Until the first answer (which may announce the server's limit), nobody else is sent; the
+    second request then leaves one interval after that answer."""
+    lim, clock = limiter(10, 1)
+    stamps: list[float] = []
+
+    async def first() -> None:
+        await lim.acquire()
+        stamps.append(clock.now)
+        await clock.sleep(0.3)  # a slow first answer (a new connection, say)
+        lim.answered()
+
+    async def other() -> None:
+        await lim.acquire()
+        stamps.append(clock.now)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        await anyio.lowlevel.checkpoint()
+        tg.start_soon(other)
+    assert stamps == [0.0, pytest.approx(0.4)]
+
+
+async def test_429s_from_jitter_trim_the_pace_but_not_below_ninety_percent() -> None:
+    """Under an announced limit a 429 means timing jitter, not a wrong rate: trim 2 %, never
+    below 90 % of the limit."""
+    lim, _ = limiter(100, 1)
+    lim.nearly_exhausted(limit=100, remaining=0)
+    assert lim.rate == 97.0
+    lim.rate_limited(0.0)
+    assert lim.rate == pytest.approx(95.06)
+    for _ in range(10):
+        lim.rate_limited(0.0)
+        await lim.acquire()  # ends the pause: the next 429 is a new one
+        lim.answered()
+    assert lim.rate == pytest.approx(90.0)
 
 
 async def test_unlimited_never_sleeps() -> None:
@@ -97,6 +158,7 @@ async def test_429_without_retry_after_backs_off_exponentially() -> None:
     for _ in range(3):
         pauses.append(lim.rate_limited(None))
         await lim.acquire()
+        lim.answered()
     assert pauses == [1.0, 2.0, 4.0]
 
 
@@ -109,6 +171,7 @@ async def test_rate_recovers_gradually_to_the_target() -> None:
     for _ in range(12):
         clock.now += 1.0
         await lim.acquire()
+        lim.answered()
         seen.append(lim.rate)
     assert seen[:3] == [55.0, 60.0, 65.0]
     assert seen[-1] == 100.0
@@ -132,6 +195,7 @@ async def test_workers_are_served_in_turn() -> None:
     async def worker(n: int) -> None:
         for _ in range(5):
             await lim.acquire()
+            lim.answered()
             order.append(n)
             await anyio.lowlevel.checkpoint()
 
