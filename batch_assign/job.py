@@ -7,6 +7,7 @@ follows DESIGN section 6.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +34,10 @@ from batch_assign.report import (
     write_report,
     write_summary,
 )
+
+# uvloop where it is installed (not on Windows): its socket writes and callbacks cost less CPU
+# per request than asyncio's own loop (bench/throughput.py).
+LOOP_OPTIONS = {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
 
 __all__ = ["JobFiles", "ingest", "job_files", "run_job"]
 
@@ -200,7 +205,7 @@ def _run_locked(
         gc.collect()
         gc.freeze()
         try:
-            requests, rate_limited, result = anyio.run(dispatch)
+            requests, rate_limited, result = anyio.run(dispatch, backend_options=LOOP_OPTIONS)
         finally:
             gc.unfreeze()
         duration = time.monotonic() - started

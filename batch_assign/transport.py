@@ -26,6 +26,7 @@ from types import TracebackType
 
 import aiohttp
 import httpx
+import yarl
 
 __all__ = ["AiohttpTransport", "map_exception"]
 
@@ -62,17 +63,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool = True) -> None:
         self._limits = limits
-        self._ssl: ssl.SSLContext | bool = (
-            httpx.create_ssl_context(verify=verify) if verify is True else verify
-        )
+        self._verify = verify
         self._session: aiohttp.ClientSession | None = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def _get_session(self, https: bool) -> aiohttp.ClientSession:
         if self._session is None:
+            # Loading the CA bundle costs ~30 ms: only an https base URL needs it.
+            verify = self._verify
+            tls = httpx.create_ssl_context(verify=verify) if https and verify is True else verify
             connector = aiohttp.TCPConnector(
                 limit=self._limits.max_connections or 0,
                 keepalive_timeout=self._limits.keepalive_expiry or 5.0,
-                ssl=self._ssl,
+                ssl=tls,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -85,11 +87,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
+        url = request.url
         try:
-            async with self._get_session().request(
+            async with self._get_session(url.scheme == "https").request(
                 request.method,
-                str(request.url),
-                headers=request.headers,
+                yarl.URL(str(url), encoded=True),  # httpx already percent-encoded it
+                headers=request.headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
@@ -15,11 +15,27 @@ import pytest
 from conftest import World, start_sandbox
 
 from batch_assign.classify import classify_exception
+from batch_assign.job import LOOP_OPTIONS
 from batch_assign.records import RequestClass
 from batch_assign.sandbox import FaultRule
 from batch_assign.transport import AiohttpTransport, map_exception
 
+_T = TypeVar("_T")
 LIMITS = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+LOOPS = ["asyncio", *(["uvloop"] if LOOP_OPTIONS["use_uvloop"] else [])]
+_loop = {"use_uvloop": False}
+
+
+@pytest.fixture(autouse=True, params=LOOPS)
+def event_loop_kind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every case on asyncio's loop and on uvloop, which `run` uses where installed."""
+    _loop["use_uvloop"] = request.param == "uvloop"
+    yield
+    _loop["use_uvloop"] = False
+
+
+def run(go: Callable[[], Awaitable[_T]]) -> _T:
+    return anyio.run(go, backend_options=dict(_loop))
 
 
 def send(
@@ -48,7 +64,7 @@ def send(
         finally:
             await transport.aclose()
 
-    return anyio.run(go)
+    return run(go)
 
 
 @contextmanager
@@ -119,7 +135,7 @@ def test_dropped_after_applying_is_ambiguous(world: World) -> None:
                 await transport.aclose()
             return type(None)
 
-        kind = anyio.run(go)
+        kind = run(go)
         assert 1 == len(box.store.audit())
     assert httpx.RemoteProtocolError is kind
     assert RequestClass.AMBIGUOUS == classify_exception(httpx.RemoteProtocolError("x"))
