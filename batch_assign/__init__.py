@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from batch_assign.config import RunConfig
 from batch_assign.errors import (
     AmbiguousError,
@@ -20,10 +18,19 @@ from batch_assign.errors import (
 from batch_assign.job import run_job
 from batch_assign.records import MovementType, Outcome, RequestClass, Row, RunSummary, Status
 
-try:
-    __version__ = version("batch-assign")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+
+def __getattr__(name: str) -> str:
+    """`__version__`, read from the installed metadata only when asked: importing
+    importlib.metadata costs every run ~40 ms of start-up."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("batch-assign")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "0.0.0"
+
 
 __all__ = [
     "AmbiguousError",

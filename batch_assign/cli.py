@@ -20,7 +20,6 @@ import click
 import structlog
 from rich.console import Console
 
-from batch_assign import __version__
 from batch_assign.autoscale import AUTO_MAX
 from batch_assign.config import (
     RunConfig,
@@ -53,7 +52,7 @@ def _parse_map(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="batch-assign")
+@click.version_option(package_name="batch-assign", prog_name="batch-assign")
 def cli() -> None:
     """Move leads between Nexor workflows in bulk: every row exactly once, at the rate you set."""
 

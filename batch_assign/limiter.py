@@ -26,8 +26,8 @@ _log = structlog.get_logger("batch_assign.limiter")
 _MIN_FRACTION = 0.05  # never slow below 5 % of the target rate
 _RECOVERY_PER_S = 0.05  # regain 5 % of the target rate per second without a 429
 _UNDER_LIMIT = 0.97  # pace under a limit the server announces: loop jitter must not make 429s
-_JITTER_CUT = 0.98  # a 429 while already under the announced limit: trim, do not halve...
-_JITTER_FLOOR = 0.90  # ...and never below 90 % of that limit for jitter alone
+_JITTER_CUT = 0.9  # a 429 while already under the announced limit: timing jitter; cut 10 %...
+_CEILING_RECOVERY_PER_S = 0.01  # ...then creep back up by 1 % of the limit per quiet second
 
 
 _SPIN_S = 0.0015  # the event loop's timers round up to the millisecond
@@ -135,10 +135,12 @@ class RateLimiter:
             return self._paused_until - now
         self.pauses += 1
         if not self.unlimited:
-            if math.isfinite(self._ceiling) and self.rate <= self._ceiling:  # timing jitter
-                floor = self._announced * _JITTER_FLOOR
-                self._ceiling = max(self.rate * _JITTER_CUT, floor)
-                new_rate = min(self.rate, self._ceiling)
+            if math.isfinite(self._ceiling) and self.rate <= self._ceiling:
+                # Timing jitter (ours, the network's or the server's) beat our margin under the
+                # limit. Each 429 costs a whole Retry-After, so widen the margin: on a loaded
+                # machine the margin that avoids 429s is far wider than on a quiet one.
+                self._ceiling = self.rate * _JITTER_CUT
+                new_rate = self._ceiling
             else:
                 new_rate = self.rate / 2
             self._set_rate(max(new_rate, self.target * _MIN_FRACTION), now, "rate_limited")
@@ -158,12 +160,17 @@ class RateLimiter:
             self._set_rate(max(ceiling, self.target * _MIN_FRACTION), self._clock(), "budget")
 
     def _recover(self, now: float) -> None:
-        top = min(self.target, self._ceiling)
-        if self.rate >= top:
-            return
         elapsed = now - self._last_change
-        if elapsed >= 1.0:
-            gained = self.target * _RECOVERY_PER_S * math.floor(elapsed)
+        if elapsed < 1.0:
+            return
+        seconds = math.floor(elapsed)
+        under_limit = self._announced * _UNDER_LIMIT
+        if self._ceiling < under_limit:  # a jitter margin narrows again while no 429 comes
+            step = self._announced * _CEILING_RECOVERY_PER_S * seconds
+            self._ceiling = min(under_limit, self._ceiling + step)
+        top = min(self.target, self._ceiling)
+        if self.rate < top:
+            gained = self.target * _RECOVERY_PER_S * seconds
             self._set_rate(min(top, self.rate + gained), now, "recovering")
 
     def _set_rate(self, rate: float, now: float, why: str) -> None:

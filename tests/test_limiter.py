@@ -118,19 +118,27 @@ async def test_the_first_request_goes_alone() -> None:
     assert stamps == [0.0, pytest.approx(0.4)]
 
 
-async def test_429s_from_jitter_trim_the_pace_but_not_below_ninety_percent() -> None:
-    """Under an announced limit a 429 means timing jitter, not a wrong rate: trim 2 %, never
-    below 90 % of the limit."""
-    lim, _ = limiter(100, 1)
+async def test_429s_from_jitter_widen_the_margin_then_it_narrows_again() -> None:
+    """Under an announced limit a 429 means timing jitter beat our margin: cut 10 % (each 429
+    costs a whole Retry-After), then creep back to 97 % of the limit, 1 % per quiet second."""
+    lim, clock = limiter(100, 1)
     lim.nearly_exhausted(limit=100, remaining=0)
     assert lim.rate == 97.0
-    lim.rate_limited(0.0)
-    assert lim.rate == pytest.approx(95.06)
-    for _ in range(10):
-        lim.rate_limited(0.0)
-        await lim.acquire()  # ends the pause: the next 429 is a new one
+    lim.rate_limited(1.0)
+    assert lim.rate == pytest.approx(87.3)
+    clock.now += 1.0  # the pause
+    lim.rate_limited(1.0)  # jitter again: the margin widens again
+    assert lim.rate == pytest.approx(78.57)
+    clock.now += 1.0
+    seen = []
+    for _ in range(25):
+        clock.now += 1.0
+        await lim.acquire()
         lim.answered()
-    assert lim.rate == pytest.approx(90.0)
+        seen.append(round(lim.rate, 2))
+    assert seen[0] == pytest.approx(79.57)  # one quiet second: +1 % of the limit
+    assert seen == sorted(seen)
+    assert seen[-1] == 97.0  # never past 97 % of the announced limit
 
 
 async def test_unlimited_never_sleeps() -> None:
