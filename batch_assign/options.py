@@ -79,7 +79,7 @@ RUN_OPTIONS = [
         "--burst",
         type=int,
         default=None,
-        help="Requests that may go early at once (default: rate/10).",
+        help="Requests that may go early at once (default: 1, evenly spaced).",
     ),
     click.option(
         "--concurrency",
