@@ -6,8 +6,11 @@ schedule, not the wake-up time, sets the next slot). A 429 pauses the whole pool
 and halves the rate; the rate then grows back by a twentieth of the target each second
 (AIMD). Callers queue on a FIFO lock, so workers are served in arrival order.
 
-The first request of a run goes alone: its answer may announce the server's limit
-(`X-RateLimit-*`), and a new connection's set-up must not squeeze it against the second.
+Under a limit the server announces (`X-RateLimit-Limit`) we pace 3 % below it. A 429 there is
+timing jitter, not a wrong rate: it widens the margin by 10 %, which narrows again by 1 % of the
+limit per quiet second, so a loaded machine settles where 429s are rare (each costs a whole
+`Retry-After`). The first request of a run goes alone: its answer may announce that limit, and a
+new connection's set-up must not squeeze it against the second.
 """
 
 from __future__ import annotations
@@ -107,8 +110,8 @@ class RateLimiter:
                 released = now
             self._tat = tat + interval
             if self.burst == 1:
-                # A late wake-up is absorbed by the schedule, but never into a gap shorter than
-                # the server's own interval: the request before it may itself have left late.
+                # A late wake-up is absorbed by the schedule, but never by sending the next
+                # request closer than the server's own interval after this one.
                 self._tat = max(self._tat, released + interval * _UNDER_LIMIT)
             self._last_release = released
 
@@ -122,10 +125,11 @@ class RateLimiter:
                 self._tat = max(self._tat, self._clock() + 1.0 / self.rate)
 
     def rate_limited(self, retry_after: float | None) -> float:
-        """A 429 arrived: pause everyone and halve the rate. Returns the pause in seconds.
+        """A 429 arrived: pause everyone and slow down. Returns the pause in seconds.
 
-        The 429s of requests already in flight during a pause count as one: the rate is halved
-        once per pause, and the pool restarts after it with one request, not a burst.
+        Above the announced limit (or with none announced) the rate halves; under it, the jitter
+        margin widens. The 429s of requests already in flight during a pause count as one, and
+        the pool restarts after it with one request, not a burst.
         """
         now = self._clock()
         pause = retry_after if retry_after is not None else min(2.0 ** min(self.pauses, 6), 60.0)
