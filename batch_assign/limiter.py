@@ -96,24 +96,34 @@ class RateLimiter:
                 return
             if self._first_answer is None:
                 self._first_answer = anyio.Event()
-            elif not self._first_answer.is_set():
+                try:
+                    await self._take_slot(now)
+                except BaseException:  # cancelled before sending: do not hold the others back
+                    self._first_answer.set()
+                    raise
+                return
+            if not self._first_answer.is_set():
                 await self._first_answer.wait()
                 now = self._clock()
-            self._recover(now)
-            interval = 1.0 / self.rate
-            tat = max(self._tat, now)
-            allowed_at = tat - (self.burst - 1) * interval
-            if allowed_at > now:
-                await self._sleep(allowed_at - now)
-                released = self._clock()
-            else:
-                released = now
-            self._tat = tat + interval
-            if self.burst == 1:
-                # A late wake-up is absorbed by the schedule, but never by sending the next
-                # request closer than the server's own interval after this one.
-                self._tat = max(self._tat, released + interval * _UNDER_LIMIT)
-            self._last_release = released
+            await self._take_slot(now)
+
+    async def _take_slot(self, now: float) -> None:
+        """GCRA: wait for this request's slot and book the next one (the lock is held)."""
+        self._recover(now)
+        interval = 1.0 / self.rate
+        tat = max(self._tat, now)
+        allowed_at = tat - (self.burst - 1) * interval
+        if allowed_at > now:
+            await self._sleep(allowed_at - now)
+            released = self._clock()
+        else:
+            released = now
+        self._tat = tat + interval
+        if self.burst == 1:
+            # A late wake-up is absorbed by the schedule, but never by sending the next
+            # request closer than the server's own interval after this one.
+            self._tat = max(self._tat, released + interval * _UNDER_LIMIT)
+        self._last_release = released
 
     def answered(self) -> None:
         """A request came back (with any answer, or none): the first one lets the rest go."""

@@ -118,6 +118,28 @@ async def test_the_first_request_goes_alone() -> None:
     assert stamps == [0.0, pytest.approx(0.4)]
 
 
+async def test_a_first_request_cancelled_before_it_is_sent_does_not_hold_the_others() -> None:
+    """The first request goes alone; if it is cancelled while waiting for its slot (a stop),
+    the next request must not wait for an answer that will never come."""
+    clock = FakeClock()
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:
+            await anyio.sleep_forever()  # the first request's wait, cancelled below
+        await clock.sleep(seconds)
+
+    clock.now = 1.0
+    lim = RateLimiter(10, 1, clock=clock, sleep=sleep)
+    clock.now = 0.0  # the first slot lies a second ahead: the first request waits for it
+    with anyio.move_on_after(0.05):
+        await lim.acquire()
+    with anyio.fail_after(1):
+        await lim.acquire()
+    assert 2 == len(waits)
+
+
 async def test_429s_from_jitter_widen_the_margin_then_it_narrows_again() -> None:
     """Under an announced limit a 429 means timing jitter beat our margin: cut 10 % (each 429
     costs a whole Retry-After), then creep back to 97 % of the limit, 1 % per quiet second."""

@@ -194,14 +194,20 @@ def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
     assert 6 == len(read_report(report))
 
 
+def _one_workflow_seed(workflow: str, count: int) -> tuple[list[str], dict[str, Any]]:
+    """`count` new leads and a sandbox seed with them and one workflow."""
+    leads = [new_id() for _ in range(count)]
+    seed = {
+        "workflows": [{"id": workflow, "name": "T"}],
+        "leads": [{"id": lead, "first_name": "x"} for lead in leads],
+    }
+    return leads, seed
+
+
 def test_max_failures_aborts_with_exit_3(tmp_path: Path) -> None:
     """--max-failures N stops the run once more than N rows failed; the rest stay pending."""
     wf = new_id()
-    leads = [new_id() for _ in range(40)]
-    seed = {
-        "workflows": [{"id": wf, "name": "T"}],
-        "leads": [{"id": lead, "first_name": "x"} for lead in leads],
-    }
+    leads, seed = _one_workflow_seed(wf, 40)
     rows = [{"lead_id": lead, "workflow_id": new_id()} for lead in leads]  # unknown workflows: 404
     path = write_csv(tmp_path / "bad.csv", rows)
     with start_sandbox(seed) as box:
@@ -222,11 +228,7 @@ def test_max_failures_aborts_with_exit_3(tmp_path: Path) -> None:
 def test_max_failure_rate_aborts_after_the_sample(tmp_path: Path) -> None:
     """--max-failure-rate F is judged after 50 settled rows and stops the run with exit 3."""
     wf = new_id()
-    leads = [new_id() for _ in range(200)]
-    seed = {
-        "workflows": [{"id": wf, "name": "T"}],
-        "leads": [{"id": lead, "first_name": "x"} for lead in leads],
-    }
+    leads, seed = _one_workflow_seed(wf, 200)
     rows = [
         {"lead_id": lead, "workflow_id": wf if i % 2 else new_id()} for i, lead in enumerate(leads)
     ]
