@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json as jsonlib
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -51,6 +52,45 @@ class AssignResponse:
     http_status: int
 
 
+_UNRESERVED_PATH = re.compile(r"[A-Za-z0-9._~/-]*")  # RFC 3986: nothing here needs escaping
+
+
+class _UrlJoiner:
+    """`httpx.URL` of base + "/" + path, without parsing the whole URL again for every request.
+
+    httpx parses and validates a URL character by character: ~14 µs, a twentieth of a row's CPU.
+    A path of unreserved characters (every path we build from a validated lead id) is appended to
+    the parsed base instead. That touches httpx's `URL._uri_reference`, so it is used only when a
+    probe shows it gives exactly the URL parsing would; anything else is parsed as usual.
+    """
+
+    def __init__(self, base: str) -> None:
+        self._base = base
+        self._parsed = httpx.URL(base)
+        self._fast = self._probe("leads/00000000-0000-0000-0000-000000000000/assign-workflow")
+
+    def __call__(self, path: str) -> httpx.URL:
+        if self._fast and _UNRESERVED_PATH.fullmatch(path):
+            return self._join(path)
+        return httpx.URL(f"{self._base}/{path}")
+
+    def _join(self, path: str) -> httpx.URL:
+        parts = self._parsed._uri_reference
+        url = httpx.URL.__new__(httpx.URL)
+        url._uri_reference = parts._replace(path=f"{parts.path.rstrip('/')}/{path}")
+        return url
+
+    def _probe(self, path: str) -> bool:
+        if self._parsed.query or self._parsed.fragment:
+            return False
+        try:
+            joined = self._join(path)
+        except Exception:  # httpx's internals changed: parse every URL
+            return False
+        parsed = httpx.URL(f"{self._base}/{path}")
+        return str(joined) == str(parsed) and joined.raw_path == parsed.raw_path
+
+
 class NexorClient:
     """Async client for the endpoints the job uses. Use as `async with NexorClient(...) as c:`."""
 
@@ -66,6 +106,7 @@ class NexorClient:
     ) -> None:
         self._limiter = limiter
         self._base = base_url.rstrip("/")
+        self._url = _UrlJoiner(self._base)
         common = {
             "Host": httpx.URL(self._base).netloc.decode("ascii"),
             "X-API-Key": api_key,
@@ -154,9 +195,7 @@ class NexorClient:
         json: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> httpx.Response:
-        url = f"{self._base}/{path}"
-        if params:
-            url += "?" + urlencode(params)
+        url = httpx.URL(f"{self._base}/{path}?{urlencode(params)}") if params else self._url(path)
         content = b""
         if json is not None:
             content = jsonlib.dumps(json, separators=(",", ":")).encode()

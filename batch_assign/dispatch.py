@@ -12,13 +12,13 @@ import enum
 import math
 import signal
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
 import structlog
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from tenacity import RetryCallState
 
 from batch_assign.autoscale import ConcurrencyController
@@ -75,6 +75,38 @@ class DispatchResult:
     retries: int
     sent_rows: int
     duration_s: float
+
+
+class _RowFeed:
+    """The journal's pending rows in input order, a page at a time, shared by the workers.
+
+    A memory object stream would cost two task switches per row (a checkpoint on each side); here
+    a worker takes the next row from the current page directly and only the one that finds the
+    page empty reads the next one.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._page: deque[JournalRow] = deque()
+        self._lock = anyio.Lock()
+        self._last_row = 0
+        self._exhausted = False
+
+    async def next(self) -> JournalRow | None:
+        """The next row to send, or None when every pending row has been handed out."""
+        while not self._page:
+            if self._exhausted:
+                return None
+            async with self._lock:
+                if self._page or self._exhausted:
+                    continue  # another worker read the next page while this one waited
+                page = await anyio.to_thread.run_sync(self._journal.todo, self._last_row, _PAGE)
+                if page:
+                    self._page.extend(page)
+                    self._last_row = page[-1].row
+                else:
+                    self._exhausted = True
+        return self._page.popleft()
 
 
 class Progress:
@@ -134,9 +166,7 @@ class Dispatcher:
 
     async def run(self) -> DispatchResult:
         started = time.monotonic()
-        send, receive = anyio.create_memory_object_stream[JournalRow](
-            max_buffer_size=self._settings.concurrency * 2
-        )
+        feed = _RowFeed(self._journal)
         signal_scope, side_scope = anyio.CancelScope(), anyio.CancelScope()
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._writer.run)
@@ -145,12 +175,10 @@ class Dispatcher:
             try:
                 async with anyio.create_task_group() as pool:
                     self._work_scope = pool.cancel_scope
-                    pool.start_soon(self._produce, send)
                     if self._autoscale is not None:
                         outer.start_soon(self._run_in, self._autoscale.run, side_scope)
                     for _ in range(self._settings.concurrency):
-                        pool.start_soon(self._work, receive.clone())
-                    receive.close()
+                        pool.start_soon(self._work, feed)
             finally:
                 self._writer.close()
                 signal_scope.cancel()
@@ -196,45 +224,32 @@ class Dispatcher:
         if self._work_scope is not None:
             self._work_scope.cancel()
 
-    async def _produce(self, send: ObjectSendStream[JournalRow]) -> None:
-        async with send:
-            last = 0
-            while self._stop_reason is None:
-                page = await anyio.to_thread.run_sync(self._journal.todo, last, _PAGE)
-                if not page:
-                    return
-                for row in page:
-                    if self._stop_reason is not None:
-                        return
-                    await send.send(row)
-                last = page[-1].row
-
-    async def _work(self, receive: ObjectReceiveStream[JournalRow]) -> None:
-        async with receive:
-            async for row in receive:
-                if self._stop_reason is not None:
-                    continue  # left pending: a resume picks it up
-                structlog.contextvars.bind_contextvars(row=row.row, lead_id=row.lead_id)
-                try:
-                    if self._autoscale is None:
+    async def _work(self, feed: _RowFeed) -> None:
+        while self._stop_reason is None:  # once stopped, unsent rows stay pending for a resume
+            row = await feed.next()
+            if row is None:
+                return
+            structlog.contextvars.bind_contextvars(row=row.row, lead_id=row.lead_id)
+            try:
+                if self._autoscale is None:
+                    outcome = await self._process(row)
+                else:
+                    async with self._autoscale.limiter:
+                        started = time.monotonic()
                         outcome = await self._process(row)
-                    else:
-                        async with self._autoscale.limiter:
-                            started = time.monotonic()
-                            outcome = await self._process(row)
-                            self._autoscale.observe(time.monotonic() - started)
-                except FatalAuthError as exc:
-                    # refused: nothing was applied, the row stays pending for a resume
-                    self.stop(f"authentication failed ({exc.message})", 3)
-                    outcome = Outcome(row.row, Status.PENDING, http_status=exc.http_status)
-                except _AuthDuringVerify as exc:
-                    # the row stays in doubt in the journal: a resume verifies it
-                    self.stop(f"authentication failed ({exc})", 3)
-                    continue
-                finally:
-                    structlog.contextvars.unbind_contextvars("row", "lead_id")
-                self._writer.outcome(outcome)
-                self._settle(outcome)
+                        self._autoscale.observe(time.monotonic() - started)
+            except FatalAuthError as exc:
+                # refused: nothing was applied, the row stays pending for a resume
+                self.stop(f"authentication failed ({exc.message})", 3)
+                outcome = Outcome(row.row, Status.PENDING, http_status=exc.http_status)
+            except _AuthDuringVerify as exc:
+                # the row stays in doubt in the journal: a resume verifies it
+                self.stop(f"authentication failed ({exc})", 3)
+                continue
+            finally:
+                structlog.contextvars.unbind_contextvars("row", "lead_id")
+            self._writer.outcome(outcome)
+            self._settle(outcome)
 
     def _settle(self, outcome: Outcome) -> None:
         if outcome.status is Status.PENDING:

@@ -86,7 +86,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
-        body = await request.aread()
+        stream = request.stream
+        # A ByteStream holds its body already: joining it skips aread()'s async generator.
+        body = b"".join(stream) if isinstance(stream, httpx.ByteStream) else await request.aread()
         url = request.url
         try:
             async with self._get_session(url.scheme == "https").request(
