@@ -3,14 +3,19 @@
 It is a GCRA token bucket: each request is given a theoretical send time `1/rate` after the previous
 one, `burst` requests may run early, and oversleeping never accumulates into a lower rate (the
 schedule, not the wake-up time, sets the next slot). A 429 pauses the whole pool for `Retry-After`
-and halves the rate; the rate then grows back by a twentieth of the target each second
-(AIMD). Callers queue on a FIFO lock, so workers are served in arrival order.
+and cuts the rate; the rate then grows back by a twentieth of the target each second (AIMD).
+Callers queue on a FIFO lock, so workers are served in arrival order.
 
-Under a limit the server announces (`X-RateLimit-Limit`) we pace 3 % below it. A 429 there is
-timing jitter, not a wrong rate: it widens the margin by 10 %, which narrows again by 1 % of the
-limit per quiet second, so a loaded machine settles where 429s are rare (each costs a whole
-`Retry-After`). The first request of a run goes alone: its answer may announce that limit, and a
-new connection's set-up must not squeeze it against the second.
+The limiter keeps a ceiling: the pace the server's limit allows, as far as we know it.
+- Under a limit the server announces (`X-RateLimit-Limit`) the ceiling is 3 % below it.
+- With no announced limit, the first 429 halves the rate and puts the ceiling 10 % under the rate
+  that was refused; the rate climbs back quickly to that ceiling, not past it.
+A 429 at or under the ceiling means the margin was too thin (timing jitter, or a limit just under
+it): the ceiling drops by 10 %, and then creeps back up by 1 % (of the limit, or of itself) per
+quiet second, so a run settles where 429s are rare (each costs a whole `Retry-After`) instead of
+sawing between half and full speed. Refused again within a second of a pause, the limiter halves:
+the limit is far lower than it learned. The first request of a run goes alone: its answer may
+announce a limit, and a new connection's set-up must not squeeze it against the second.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ _RECOVERY_PER_S = 0.05  # regain 5 % of the target rate per second without a 429
 _UNDER_LIMIT = 0.97  # pace under a limit the server announces: loop jitter must not make 429s
 _JITTER_CUT = 0.9  # a 429 while already under the announced limit: timing jitter; cut 10 %...
 _CEILING_RECOVERY_PER_S = 0.01  # ...then creep back up by 1 % of the limit per quiet second
+_REFUSED_AGAIN_S = 1.0  # a 429 this soon after a pause ends: the limit is far lower, halve
 
 
 _SPIN_S = 0.0015  # the event loop's timers round up to the millisecond
@@ -73,9 +79,10 @@ class RateLimiter:
         self._tat = clock()  # theoretical arrival time of the next request
         self._paused_until = 0.0
         self._last_change = clock()
-        self._ceiling = math.inf  # the pace allowed under the server's announced limit
+        self._ceiling = math.inf  # the pace the server's limit allows, as far as we know it
         self._announced = math.inf  # X-RateLimit-Limit, once a response carried it
         self._last_release = -math.inf
+        self._pause_ended = -math.inf  # when the last 429's pause ended
         self._first_answer: anyio.Event | None = None
         self.pauses = 0
 
@@ -149,17 +156,23 @@ class RateLimiter:
             return self._paused_until - now
         self.pauses += 1
         if not self.unlimited:
-            if math.isfinite(self._ceiling) and self.rate <= self._ceiling:
-                # Timing jitter (ours, the network's or the server's) beat our margin under the
-                # limit. Each 429 costs a whole Retry-After, so widen the margin: on a loaded
-                # machine the margin that avoids 429s is far wider than on a quiet one.
+            announced = math.isfinite(self._announced)
+            refused_again = now - self._pause_ended < _REFUSED_AGAIN_S
+            known = math.isfinite(self._ceiling) and self.rate <= self._ceiling
+            if known and (announced or not refused_again):
+                # At or under the pace we believed the limit allows: timing jitter (ours, the
+                # network's or the server's), or a limit just under it. Each 429 costs a whole
+                # Retry-After, so widen the margin rather than halve.
                 self._ceiling = self.rate * _JITTER_CUT
                 new_rate = self._ceiling
             else:
+                if not announced:  # what was refused, less a margin, caps the recovery
+                    self._ceiling = self.rate * _JITTER_CUT
                 new_rate = self.rate / 2
             self._set_rate(max(new_rate, self.target * _MIN_FRACTION), now, "rate_limited")
             self._tat = self._paused_until + (self.burst - 1) / self.rate
             self._last_change = self._paused_until  # recovery starts when the pause ends
+            self._pause_ended = self._paused_until
         return pause
 
     def nearly_exhausted(self, limit: int | None, remaining: int | None) -> None:
@@ -178,10 +191,15 @@ class RateLimiter:
         if elapsed < 1.0:
             return
         seconds = math.floor(elapsed)
-        under_limit = self._announced * _UNDER_LIMIT
-        if self._ceiling < under_limit:  # a jitter margin narrows again while no 429 comes
-            step = self._announced * _CEILING_RECOVERY_PER_S * seconds
-            self._ceiling = min(under_limit, self._ceiling + step)
+        # The margin under the ceiling narrows again while no 429 comes: by 1 % of the announced
+        # limit, or with none, of the learned ceiling itself, per quiet second.
+        if math.isfinite(self._announced):
+            scale, top_ceiling = self._announced, self._announced * _UNDER_LIMIT
+        else:
+            scale, top_ceiling = self._ceiling, self.target
+        if self._ceiling < top_ceiling:
+            step = scale * _CEILING_RECOVERY_PER_S * seconds
+            self._ceiling = min(top_ceiling, self._ceiling + step)
         top = min(self.target, self._ceiling)
         if self.rate < top:
             gained = self.target * _RECOVERY_PER_S * seconds

@@ -5,7 +5,8 @@
 Scenarios (one run each, same machine, same minimal server):
   server limit = --rate, burst 1 and burst 10: achieved / target should be >= 0.95, 429s < 0.5 %
   server limit = --rate / 2 (burst 10): every row must finish, no failed rows, at >= 0.85 x the
-  server's limit. The server answers 429 with a whole-second Retry-After, as the sandbox does.
+  server's limit; once with X-RateLimit-* headers and once without (the limiter must learn it).
+  The server answers 429 with a whole-second Retry-After, as the sandbox does.
 
 --loaded repeats the burst-1 scenario while one busy-looping process per core competes for the
 CPU (killed when the scenario ends): the millisecond hiccups a shared machine adds.
@@ -32,22 +33,25 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_500)
     parser.add_argument("--loaded", action="store_true", help="add a burst-1 run on a busy CPU")
     args = parser.parse_args()
-    scenarios = [
-        ("limit = rate, burst 1", args.rate, 1, False),
-        ("limit = rate, burst 10", args.rate, 10, False),
-        ("limit = rate / 2", args.rate / 2, 10, False),
+    scenarios: list[tuple[str, float, int, bool, tuple[str, ...]]] = [
+        ("limit = rate, burst 1", args.rate, 1, False, ()),
+        ("limit = rate, burst 10", args.rate, 10, False, ()),
+        ("limit = rate / 2", args.rate / 2, 10, False, ()),
+        ("rate / 2, no headers", args.rate / 2, 10, False, ("--no-rate-headers",)),
     ]
     if args.loaded:
-        scenarios.append(("burst 1, CPU busy", args.rate, 1, True))
+        scenarios.append(("burst 1, CPU busy", args.rate, 1, True, ()))
     print(
         f"{'scenario':<24} {'server':>7} {'--rate':>7} {'achieved':>9} {'/target':>8} {'/server':>8} {'429s':>6} {'429 %':>6} {'failed':>6}"
     )
     with tempfile.TemporaryDirectory() as scratch:
         data = make_input(Path(scratch) / "in.csv", args.rows)
-        for name, limit, burst, loaded in scenarios:
+        for name, limit, burst, loaded, server_flags in scenarios:
             with (
                 busy_cpus() if loaded else nullcontext(),
-                bench_server("--rate-limit", str(limit), "--burst", str(burst)) as url,
+                bench_server(
+                    "--rate-limit", str(limit), "--burst", str(burst), *server_flags
+                ) as url,
             ):
                 summary, _ = run_batch_assign(
                     data,

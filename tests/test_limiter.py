@@ -193,18 +193,61 @@ async def test_429_without_retry_after_backs_off_exponentially() -> None:
 
 
 async def test_rate_recovers_gradually_to_the_target() -> None:
-    """After a decrease the rate grows back by 5 % of the target each second, never above it."""
+    """After a decrease the rate grows back by 5 % of the target each second up to 90 % of the
+    refused rate, then by 1 % a second: never above the target."""
     lim, clock = limiter(100, 1)
     lim.rate_limited(0.0)
     assert lim.rate == 50.0
     seen = []
-    for _ in range(12):
+    for _ in range(20):
         clock.now += 1.0
         await lim.acquire()
         lim.answered()
         seen.append(lim.rate)
     assert seen[:3] == [55.0, 60.0, 65.0]
+    assert seen[7] == 90.0  # quickly back under what was refused...
+    assert seen[8] == 95.0  # ...whose margin narrows by 1 % of the target per quiet second
+    assert seen == sorted(seen)
     assert seen[-1] == 100.0
+
+
+async def test_without_announced_limit_a_429_near_the_refused_rate_trims_instead_of_halving() -> (
+    None
+):
+    """No X-RateLimit headers: the first 429 halves; one at the learned ceiling cuts 10 %, so the
+    rate settles near the server's limit instead of sawing between half and full speed."""
+    lim, clock = limiter(100, 1)
+    lim.rate_limited(1.0)  # refused at 100
+    assert lim.rate == 50.0
+    clock.now += 1.0  # the pause
+    for _ in range(4):  # four quiet seconds: 55, 60, 65, 70
+        clock.now += 1.0
+        await lim.acquire()
+        lim.answered()
+    assert lim.rate == 70.0
+    lim.rate_limited(1.0)  # refused at 70: the limit lies just under
+    assert lim.rate == pytest.approx(63.0)
+    clock.now += 1.0
+    clock.now += 3.0  # refused again later on, not right after the pause
+    lim.rate_limited(1.0)
+    assert lim.rate == pytest.approx(56.7)
+
+
+async def test_a_429_right_after_a_pause_halves() -> None:
+    """Refused again within a second of restarting: the limit is far lower than learned."""
+    lim, clock = limiter(100, 1)
+    lim.rate_limited(1.0)
+    clock.now += 1.0  # the pause ends
+    for _ in range(8):
+        clock.now += 1.0
+        await lim.acquire()
+        lim.answered()
+    assert lim.rate == 90.0
+    lim.rate_limited(1.0)  # at the learned ceiling: trim
+    assert lim.rate == pytest.approx(81.0)
+    clock.now += 1.3  # the pause, then 0.3 s
+    lim.rate_limited(1.0)  # the server's limit dropped: halve
+    assert lim.rate == pytest.approx(40.5)
 
 
 async def test_slows_before_the_budget_runs_out() -> None:
