@@ -3,10 +3,13 @@
 A worker calls `await writer.intent(...)` before its POST and only sends once that intent is on
 disk (G5). One task, `run()`, commits whatever accumulated, in a worker thread, then wakes every
 intent that commit covered, so the cost of a commit (an fsync) is shared by all rows in it.
+The session's counters ride along at most once a second (with each commit they cost a third of
+the commit's CPU); the session's end writes the final ones.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import anyio
@@ -15,6 +18,8 @@ from batch_assign.journal import Journal
 from batch_assign.records import Outcome
 
 __all__ = ["JournalWriter"]
+
+_COUNTERS_EVERY_S = 1.0
 
 
 class JournalWriter:
@@ -28,6 +33,7 @@ class JournalWriter:
         self._wake = anyio.Event()
         self._next_commit = anyio.Event()
         self._closing = False
+        self._counters_saved = -_COUNTERS_EVERY_S
 
     async def intent(self, row: int, prior_run_id: str | None, previous: str | None) -> None:
         self._intents.append((row, prior_run_id, previous))
@@ -52,9 +58,11 @@ class JournalWriter:
             intents, outcomes, committed = self._intents, self._outcomes, self._next_commit
             self._intents, self._outcomes, self._next_commit = [], [], anyio.Event()
             if intents or outcomes:
-                await anyio.to_thread.run_sync(
-                    self._journal.apply, intents, outcomes, self._counters()
-                )
+                counters = None
+                now = time.monotonic()
+                if self._closing or now - self._counters_saved >= _COUNTERS_EVERY_S:
+                    counters, self._counters_saved = self._counters(), now
+                await anyio.to_thread.run_sync(self._journal.apply, intents, outcomes, counters)
             committed.set()
             if self._closing and not self._intents and not self._outcomes:
                 return
