@@ -85,8 +85,9 @@ class _RowFeed:
     page empty reads the next one.
     """
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, page_size: int = _PAGE) -> None:
         self._journal = journal
+        self._page_size = page_size
         self._page: deque[JournalRow] = deque()
         self._lock = anyio.Lock()
         self._last_row = 0
@@ -100,7 +101,9 @@ class _RowFeed:
             async with self._lock:
                 if self._page or self._exhausted:
                     continue  # another worker read the next page while this one waited
-                page = await anyio.to_thread.run_sync(self._journal.todo, self._last_row, _PAGE)
+                page = await anyio.to_thread.run_sync(
+                    self._journal.todo, self._last_row, self._page_size
+                )
                 if page:
                     self._page.extend(page)
                     self._last_row = page[-1].row
