@@ -65,6 +65,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._limits = limits
         self._verify = verify
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _get_session(self, https: bool) -> aiohttp.ClientSession:
         if self._session is None:
@@ -97,12 +98,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=request.headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=timeout.get("pool"),
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                ),
+                timeout=self._timeout(timeout),
             ) as response:
                 content = await response.read()
                 status, headers, reason = response.status, response.raw_headers, response.reason
@@ -118,6 +114,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status, headers=list(headers), content=content, request=request, extensions=extensions
         )
+
+    def _timeout(self, timeout: dict[str, float | None]) -> aiohttp.ClientTimeout:
+        """httpx's timeout extension as aiohttp's (one object per distinct setting)."""
+        key = (timeout.get("pool"), timeout.get("connect"), timeout.get("read"))
+        found = self._timeouts.get(key)
+        if found is None:
+            found = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
+            )
+        return found
 
     async def aclose(self) -> None:
         if self._session is not None:
