@@ -230,7 +230,7 @@ class Dispatcher:
     async def _work(self, feed: _RowFeed) -> None:
         while self._stop_reason is None:  # once stopped, unsent rows stay pending for a resume
             row = await feed.next()
-            if row is None:
+            if row is None or self._stop_reason is not None:  # stopped while reading a page
                 return
             structlog.contextvars.bind_contextvars(row=row.row, lead_id=row.lead_id)
             try:
