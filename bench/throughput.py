@@ -7,6 +7,10 @@ Every client runs as its own process against the same minimal loopback server
 report on, `--no-check-current` and no rate limit; its CPU includes start-up, reading the input
 and writing the report. Peers: a bare aiohttp loop, a bare httpx loop, a `requests` thread pool
 (needs `pip install requests`) and `xargs -P16 curl` (on fewer rows: it is slow).
+
+The last lines also give the per-row CPU ratio without fixed costs: each of batch-assign and the
+aiohttp loop is run once more on a single row, and that run's CPU (start-up; for batch-assign
+also ingest and report set-up) is taken off before dividing by the rows.
 """
 
 from __future__ import annotations
@@ -83,14 +87,25 @@ def main() -> None:
                 args.curl_rows / t.seconds,
                 t.cpu_s / args.curl_rows * 1000,
             )
+        one_row = make_input(Path(scratch) / "one.csv", 1)
+        fixed_peer = timed([sys.executable, str(HERE / "_peers.py"), "aiohttp", url, "1", "1"])
+        fixed_ours = timed(
+            run_command(one_row, Path(scratch) / "one.report.csv", url, "--no-check-current"),
+            env={"NEXOR_API_KEY": KEY},
+        )
     print(f"{'client':<18} {'in flight':>9} {'rows/s':>9} {'CPU s/1k rows':>14}")
     for (name, in_flight), (rate, cpu) in results.items():
         print(f"{name:<18} {in_flight:>9} {rate:>9.0f} {cpu:>14.3f}")
-    print()
+    print(
+        f"\nfixed CPU (one row): batch-assign {fixed_ours.cpu_s:.2f} s, aiohttp loop {fixed_peer.cpu_s:.2f} s"
+    )
     for in_flight in args.in_flight:
         ours_rate, ours_cpu = results[("batch-assign", in_flight)]
         line = [f"in flight {in_flight}:"]
         line.append(f"CPU/row vs aiohttp {ours_cpu / results[('aiohttp', in_flight)][1]:.2f}x")
+        marginal_ours = ours_cpu - fixed_ours.cpu_s / args.rows * 1000
+        marginal_peer = results[("aiohttp", in_flight)][1] - fixed_peer.cpu_s / args.rows * 1000
+        line.append(f"(without fixed costs {marginal_ours / marginal_peer:.2f}x)")
         if ("requests", in_flight) in results:
             line.append(
                 f"rows/s vs requests {ours_rate / results[('requests', in_flight)][0]:.2f}x"
