@@ -70,6 +70,11 @@ class _UrlJoiner:
         self._parsed = httpx.URL(base)
         self._fast = self._probe("leads/00000000-0000-0000-0000-000000000000/assign-workflow")
 
+    @property
+    def netloc(self) -> str:
+        """The base's host[:port], as the Host header carries it."""
+        return self._parsed.netloc.decode("ascii")
+
     def __call__(self, path: str) -> httpx.URL:
         if self._fast and _UNRESERVED_PATH.fullmatch(path):
             return self._join(path)
@@ -109,7 +114,7 @@ class NexorClient:
         self._base = base_url.rstrip("/")
         self._url = _UrlJoiner(self._base)
         common = {
-            "Host": httpx.URL(self._base).netloc.decode("ascii"),
+            "Host": self._url.netloc,
             "X-API-Key": api_key,
             "User-Agent": "batch-assign",
             "Accept": "application/json",

@@ -205,8 +205,8 @@ async def test_rate_recovers_gradually_to_the_target() -> None:
         lim.answered()
         seen.append(lim.rate)
     assert seen[:3] == [55.0, 60.0, 65.0]
-    assert seen[7] == 90.0  # quickly back under what was refused...
-    assert seen[8] == 95.0  # ...whose margin narrows by 1 % of the target per quiet second
+    assert seen[7] == 90.0  # quickly back to 10 % under what was refused...
+    assert seen[8] == 95.0  # ...a ceiling that crept up 1 % of itself each quiet second
     assert seen == sorted(seen)
     assert seen[-1] == 100.0
 
