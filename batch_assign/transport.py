@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Sequence
 from types import TracebackType
 
 import aiohttp
@@ -56,6 +57,70 @@ def map_exception(exc: BaseException) -> httpx.TransportError | None:
     if isinstance(exc, aiohttp.ClientError):
         return httpx.TransportError(message)
     return None
+
+
+def _str_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
+    """The request's headers as aiohttp takes them: `multi_items()` without its charset sniffing
+    (every header we send is ASCII)."""
+    try:
+        return [(key.decode("ascii"), value.decode("ascii")) for key, value in headers.raw]
+    except UnicodeDecodeError:
+        return headers.multi_items()
+
+
+def _read_response(
+    status: int,
+    headers: Sequence[tuple[bytes, bytes]],
+    content: bytes,
+    request: httpx.Request,
+    extensions: dict[str, object],
+) -> httpx.Response:
+    """An `httpx.Response` already read and closed, as `Response(content=...)` makes it for a body
+    with no Content-Encoding (less the Content-Length that would invent for a chunked body), but
+    without `read()`'s decoder chain: ~10 µs, 4 % of a row's CPU.
+
+    It stores the body where `read()` would (`_content`, httpx's own attribute), so it is used only
+    when `_probe_read_response()` shows the result matches httpx's public path.
+    """
+    response = httpx.Response(
+        status,
+        headers=headers,
+        stream=httpx.ByteStream(content),
+        request=request,
+        extensions=extensions,
+    )
+    response._content = content
+    response.is_stream_consumed = True
+    response.is_closed = True
+    return response
+
+
+def _probe_read_response() -> bool:
+    """Does `_read_response` give what `httpx.Response(content=...)` gives? (httpx internals)"""
+    request = httpx.Request("POST", "http://127.0.0.1/probe")
+    headers = [(b"Content-Type", b"application/json"), (b"Content-Length", b"8"), (b"X-A", b"1")]
+    body = b'{"a": 1}'
+    extensions: dict[str, object] = {"http_version": b"HTTP/1.1", "reason_phrase": b"Created"}
+    try:
+        fast = _read_response(201, headers, body, request, extensions)
+        slow = httpx.Response(
+            201, headers=list(headers), content=body, request=request, extensions=extensions
+        )
+        return (
+            fast.read() == slow.read() == body
+            and fast.json() == slow.json()
+            and fast.headers.multi_items() == slow.headers.multi_items()
+            and (fast.is_closed, fast.is_stream_consumed)
+            == (slow.is_closed, slow.is_stream_consumed)
+            and (fast.status_code, fast.reason_phrase, fast.http_version)
+            == (slow.status_code, slow.reason_phrase, slow.http_version)
+            and fast.request is request
+        )
+    except Exception:  # httpx's internals changed: take the public path
+        return False
+
+
+_FAST_RESPONSE = _probe_read_response()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -95,13 +160,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             async with self._get_session(url.scheme == "https").request(
                 request.method,
                 yarl.URL(str(url), encoded=True),  # httpx already percent-encoded it
-                headers=request.headers.multi_items(),
+                headers=_str_headers(request.headers),
                 data=body or None,
                 allow_redirects=False,
                 timeout=self._timeout(timeout),
             ) as response:
                 content = await response.read()
                 status, headers, reason = response.status, response.raw_headers, response.reason
+                encoded = "Content-Encoding" in response.headers
         except Exception as exc:
             mapped = map_exception(exc)
             if mapped is None:
@@ -111,9 +177,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         extensions: dict[str, object] = {"http_version": b"HTTP/1.1"}
         if reason:
             extensions["reason_phrase"] = reason.encode()
-        return httpx.Response(
-            status, headers=list(headers), content=content, request=request, extensions=extensions
-        )
+        if encoded or not _FAST_RESPONSE:  # httpx decodes the body
+            return httpx.Response(
+                status,
+                headers=list(headers),
+                content=content,
+                request=request,
+                extensions=extensions,
+            )
+        return _read_response(status, headers, content, request, extensions)
 
     def _timeout(self, timeout: dict[str, float | None]) -> aiohttp.ClientTimeout:
         """httpx's timeout extension as aiohttp's (one object per distinct setting)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from conftest import World, start_sandbox
 
+from batch_assign import transport as transport_module
 from batch_assign.classify import classify_exception
 from batch_assign.job import LOOP_OPTIONS
 from batch_assign.records import RequestClass
@@ -212,3 +214,79 @@ def test_every_aiohttp_client_error_maps_to_an_httpx_transport_error() -> None:
         assert isinstance(mapped, httpx.TransportError), cls
         expected_safe = issubclass(cls, never_sent)
         assert expected_safe == (classify_exception(mapped) is RequestClass.NOT_APPLIED), cls
+
+
+# --- answers: the response the client reads -------------------------------------------------
+
+
+def answer_with(head: bytes, body: bytes) -> Callable[[socket.socket], None]:
+    def handle(conn: socket.socket) -> None:
+        conn.sendall(head + b"\r\n\r\n" + body)
+
+    return handle
+
+
+def test_a_plain_answer_is_read_and_closed() -> None:
+    """The usual answer: body, headers (repeated ones kept, in order) and status as httpx has them."""
+    body = b'{"success":true,"workflowRunId":"r1"}'
+    head = (
+        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Seen: 1\r\nX-Seen: 2\r\n"
+        b"Content-Length: " + str(len(body)).encode()
+    )
+    assert transport_module._FAST_RESPONSE  # httpx's internals are as the fast path expects
+    with raw_server(answer_with(head, body)) as url:
+        response = send(url)
+    assert (201, "Created", body) == (
+        response.status_code,
+        response.reason_phrase,
+        response.content,
+    )
+    assert {"success": True, "workflowRunId": "r1"} == response.json()
+    assert ["1", "2"] == response.headers.get_list("x-seen")
+    assert response.is_closed
+    assert response.is_stream_consumed
+
+
+def test_a_compressed_answer_is_decoded() -> None:
+    """A proxy may gzip the body although we never asked: httpx decodes it as usual."""
+    body = gzip.compress(b'{"success":true}')
+    head = (
+        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: " + str(len(body)).encode()
+    )
+    with raw_server(answer_with(head, body)) as url:
+        assert {"success": True} == send(url).json()
+
+
+def test_a_chunked_answer_is_read_whole() -> None:
+    """No Content-Length, chunked transfer: the whole body, nothing invented in the headers."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked"
+    with raw_server(answer_with(head, b'5\r\n{"a":\r\n2\r\n1}\r\n0\r\n\r\n')) as url:
+        response = send(url)
+    assert ({"a": 1}, None) == (response.json(), response.headers.get("content-length"))
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ([(b"Content-Type", b"application/json"), (b"Content-Length", b"2")], b"{}"),
+        ([(b"Content-Type", b"text/plain; charset=latin-1")], "caf\u00e9".encode("latin-1")),
+        ([(b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2"), (b"Content-Length", b"0")], b""),
+    ],
+)
+def test_the_fast_response_is_the_response_httpx_builds(
+    headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    request = httpx.Request("GET", "http://127.0.0.1/x")
+    extensions: dict[str, object] = {"http_version": b"HTTP/1.1", "reason_phrase": b"OK"}
+    fast = transport_module._read_response(200, headers, body, request, extensions)
+    slow = httpx.Response(
+        200, headers=list(headers), content=body, request=request, extensions=extensions
+    )
+    assert (fast.content, fast.text, fast.encoding) == (slow.content, slow.text, slow.encoding)
+    assert [(k, v) for k, v in slow.headers.multi_items() if k != "content-length"] == [
+        (k, v) for k, v in fast.headers.multi_items() if k != "content-length"
+    ]
+    assert (fast.is_closed, fast.is_stream_consumed) == (slow.is_closed, slow.is_stream_consumed)
+    assert fast.read() == body
+    assert list(fast.iter_bytes()) == list(slow.iter_bytes())
