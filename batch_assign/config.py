@@ -87,6 +87,12 @@ class RunConfig:
                 f"--max-failure-rate is a fraction between 0 and 1 (0.2 = 20 %), "
                 f"got {self.max_failure_rate}"
             )
+        for flag, value in (
+            ("--workflow-id", self.workflow_id),
+            ("--reason", self.reason),
+            ("--actor-id", self.actor_id),
+        ):
+            _check_text(flag, value)
         for name, _ in self.column_map:
             if name not in FIELDS:
                 raise UsageError(f"--map {name}=…: the field must be one of {', '.join(FIELDS)}")
@@ -123,6 +129,19 @@ class RunConfig:
             "max_failure_rate": self.max_failure_rate,
             "shard": str(self.shard) if self.shard else None,
         }
+
+
+def _check_text(flag: str, value: str | None) -> None:
+    """A flag value must be text we can send: bytes the terminal could not decode are not."""
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"{flag} is not valid UTF-8 (an undecodable byte at character {exc.start + 1}): "
+            "check the shell's or the script's text encoding"
+        ) from None
 
 
 def default_report_path(input_path: str) -> Path:
@@ -165,6 +184,10 @@ def resolve_api_key(
             key = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise UsageError(f"--api-key-file {path}: cannot read it ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"--api-key-file {path} is not text (not UTF-8): it should hold the key alone"
+            ) from None
         if mode & stat.S_IROTH:
             raise UsageError(
                 f"--api-key-file {path} can be read by every user of this machine; "
@@ -174,7 +197,7 @@ def resolve_api_key(
             warn(f"{path} can be read by its group; consider: chmod 600 {path}")
         if not key:
             raise UsageError(f"--api-key-file {path} is empty")
-        return key
+        return _check_key(key, f"the key in {path}")
     name = env_name or API_KEY_ENV
     key = os.environ.get(name, "").strip()
     if not key:
@@ -182,4 +205,15 @@ def resolve_api_key(
             f"no API key: set {name} or pass --api-key-file PATH "
             "(or use --sandbox to rehearse against a local sandbox)"
         )
+    return _check_key(key, f"${name}")
+
+
+def _check_key(key: str, source: str) -> str:
+    """An HTTP header carries the key: printable ASCII only. The key itself is never shown."""
+    for position, char in enumerate(key, 1):
+        if not (char.isascii() and char.isprintable()):
+            raise UsageError(
+                f"{source} has a character an API key cannot have (non-ASCII or a control "
+                f"character, at position {position} of {len(key)}): check how it was copied"
+            )
     return key

@@ -66,6 +66,17 @@ def test_version() -> None:
             {},
             "--map lead_id=nope: no such column",
         ),
+        (
+            ["run", "{input}"],
+            {"NEXOR_API_KEY": "nxr_live_s\u00e9cret"},
+            "$NEXOR_API_KEY has a character an API key cannot have (non-ASCII or a control "
+            "character, at position 11 of 15)",
+        ),
+        (
+            ["run", "{input}", "--reason", "moved\udcff"],  # a byte the terminal could not decode
+            {"NEXOR_API_KEY": "nxr_live_x"},
+            "--reason is not valid UTF-8 (an undecodable byte at character 6)",
+        ),
     ],
     ids=[
         "missing-file",
@@ -76,6 +87,8 @@ def test_version() -> None:
         "bad-rate",
         "missing-key-file",
         "bad-column",
+        "non-ascii-key",
+        "undecodable-flag",
     ],
 )
 def test_usage_errors_exit_2_with_one_clear_line(
@@ -88,6 +101,19 @@ def test_usage_errors_exit_2_with_one_clear_line(
     assert result.returncode == 2, result.stderr
     assert message in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+def test_a_key_file_that_is_not_text_is_a_usage_error(tmp_path: Path) -> None:
+    """A binary --api-key-file is named and refused; its bytes are never shown."""
+    path, _, _ = make_migration(tmp_path, 3)
+    key_file = tmp_path / "key.bin"
+    key_file.write_bytes(b"nxr_live_\xff\xfe\n")
+    key_file.chmod(0o600)
+    result = run_cli("run", str(path), "--api-key-file", str(key_file))
+    assert result.returncode == 2, result.stderr
+    assert f"--api-key-file {key_file} is not text (not UTF-8)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "nxr_live" not in result.stderr
 
 
 def test_key_file_is_used_and_never_printed(tmp_path: Path) -> None:
