@@ -357,7 +357,8 @@ class Journal:
         return statuses, movements
 
     def report_rows(self, chunk: int = 10_000) -> Iterator[list[tuple[Any, ...]]]:
-        """Every row in input order, as tuples of `REPORT_COLUMNS`, `chunk` at a time."""
+        """Every row in input order, as tuples of `REPORT_COLUMNS`, `chunk` at a time
+        (`paused` as stored: 0, 1 or None)."""
         last = 0
         while True:
             rows = self._db.execute(
@@ -372,7 +373,7 @@ class Journal:
             if not rows:
                 return
             last = rows[-1][0]
-            yield [(*r[:9], None if r[9] is None else bool(r[9]), *r[10:]) for r in rows]
+            yield rows
 
     def examples(self, statuses: tuple[str, ...], per_status: int) -> list[tuple[int, str, str]]:
         """The first `per_status` rows of each status, as (row, status, error)."""
