@@ -73,7 +73,10 @@ RUN_OPTIONS = [
         type=float,
         default=DEFAULT_RATE,
         show_default=True,
-        help="Requests per second, every request counted (0 = unlimited).",
+        help=(
+            "Requests per second, every request counted (0 = no cap of our own: as fast as "
+            "the server's announced limit or its 429s allow)."
+        ),
     ),
     click.option(
         "--burst",

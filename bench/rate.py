@@ -6,6 +6,8 @@ Scenarios (one run each, same machine, same minimal server):
   server limit = --rate, burst 1 and burst 10: achieved / target should be >= 0.95, 429s < 0.5 %
   server limit = --rate / 2 (burst 10): every row must finish, no failed rows, at >= 0.85 x the
   server's limit; once with X-RateLimit-* headers and once without (the limiter must learn it).
+  no --rate (`--rate 0`) against a server limited to --rate (burst 10), with and without headers:
+  the server's limit is all that paces the run.
   The server answers 429 with a whole-second Retry-After, as the sandbox does.
 
 --loaded repeats the burst-1 scenario while one busy-looping process per core competes for the
@@ -33,20 +35,24 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_500)
     parser.add_argument("--loaded", action="store_true", help="add a burst-1 run on a busy CPU")
     args = parser.parse_args()
-    scenarios: list[tuple[str, float, int, bool, tuple[str, ...]]] = [
-        ("limit = rate, burst 1", args.rate, 1, False, ()),
-        ("limit = rate, burst 10", args.rate, 10, False, ()),
-        ("limit = rate / 2", args.rate / 2, 10, False, ()),
-        ("rate / 2, no headers", args.rate / 2, 10, False, ("--no-rate-headers",)),
+    no_headers = ("--no-rate-headers",)
+    # (name, server limit, server burst, CPU busy, server flags, our --rate)
+    scenarios: list[tuple[str, float, int, bool, tuple[str, ...], float]] = [
+        ("limit = rate, burst 1", args.rate, 1, False, (), args.rate),
+        ("limit = rate, burst 10", args.rate, 10, False, (), args.rate),
+        ("limit = rate / 2", args.rate / 2, 10, False, (), args.rate),
+        ("rate / 2, no headers", args.rate / 2, 10, False, no_headers, args.rate),
+        ("no --rate", args.rate, 10, False, (), 0.0),
+        ("no --rate, no headers", args.rate, 10, False, no_headers, 0.0),
     ]
     if args.loaded:
-        scenarios.append(("burst 1, CPU busy", args.rate, 1, True, ()))
+        scenarios.append(("burst 1, CPU busy", args.rate, 1, True, (), args.rate))
     print(
         f"{'scenario':<24} {'server':>7} {'--rate':>7} {'achieved':>9} {'/target':>8} {'/server':>8} {'429s':>6} {'429 %':>6} {'failed':>6}"
     )
     with tempfile.TemporaryDirectory() as scratch:
         data = make_input(Path(scratch) / "in.csv", args.rows)
-        for name, limit, burst, loaded, server_flags in scenarios:
+        for name, limit, burst, loaded, server_flags, rate in scenarios:
             with (
                 busy_cpus() if loaded else nullcontext(),
                 bench_server(
@@ -58,15 +64,16 @@ def main() -> None:
                     Path(scratch) / "r.report.csv",
                     url,
                     "--rate",
-                    str(args.rate),
+                    str(rate),
                     "--concurrency",
                     "16",
                     "--no-check-current",
                 )
             achieved = summary["statuses"].get("succeeded", 0) / summary["extra"]["dispatch_s"]
             requests = summary["requests"]
+            of_target = f"{achieved / rate:>8.2f}" if rate else f"{'-':>8}"
             print(
-                f"{name:<24} {limit:>7.0f} {args.rate:>7.0f} {achieved:>9.1f} {achieved / args.rate:>8.2f} "
+                f"{name:<24} {limit:>7.0f} {rate:>7.0f} {achieved:>9.1f} {of_target} "
                 f"{achieved / limit:>8.2f} {summary['rate_limited']:>6} {100 * summary['rate_limited'] / max(requests, 1):>6.2f} "
                 f"{summary['statuses'].get('failed', 0):>6}"
             )

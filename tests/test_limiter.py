@@ -1,15 +1,17 @@
-"""The shared limiter and the retry policy, on a controlled clock: no test here waits for real."""
+"""The shared limiter and the retry policy, on a controlled clock (only `precise_sleep` is timed
+for real, a few milliseconds, and only from below)."""
 
 from __future__ import annotations
 
 import itertools
+import time
 
 import anyio
 import anyio.lowlevel
 import pytest
 
 from batch_assign.errors import NotAppliedError, PermanentError
-from batch_assign.limiter import RateLimiter
+from batch_assign.limiter import RateLimiter, precise_sleep
 from batch_assign.retry import retrying
 
 pytestmark = pytest.mark.anyio
@@ -146,6 +148,7 @@ async def test_429s_from_jitter_widen_the_margin_then_it_narrows_again() -> None
     lim, clock = limiter(100, 1)
     lim.nearly_exhausted(limit=100, remaining=0)
     assert lim.rate == 97.0
+    await times(lim, clock, 2)  # requests went out at 97
     lim.rate_limited(1.0)
     assert lim.rate == pytest.approx(87.3)
     clock.now += 1.0  # the pause
@@ -164,10 +167,62 @@ async def test_429s_from_jitter_widen_the_margin_then_it_narrows_again() -> None
 
 
 async def test_unlimited_never_sleeps() -> None:
-    """rate 0 means no pacing at all."""
+    """rate 0 means no pacing at all, as long as the server shows no limit."""
     lim, clock = limiter(0)
     await times(lim, clock, 100)
     assert clock.sleeps == []
+    lim.nearly_exhausted(limit=200, remaining=150)  # a limit, far from spent: still unpaced
+    await times(lim, clock, 100)
+    assert (clock.sleeps, lim.pacing) == ([], False)
+
+
+async def test_unlimited_paces_under_an_announced_limit_once_the_budget_runs_low() -> None:
+    """No --rate is no licence to burn the server's budget: once X-RateLimit-Remaining is nearly
+    spent, requests are paced 3 % under X-RateLimit-Limit, and stay so."""
+    lim, clock = limiter(0)
+    await times(lim, clock, 50)
+    lim.nearly_exhausted(limit=200, remaining=3)
+    assert lim.rate == 194.0
+    stamps = await times(lim, clock, 4)
+    assert [b - a for a, b in itertools.pairwise(stamps)] == pytest.approx([1 / 194] * 3, abs=2e-6)
+    clock.now += 30  # quiet for a long while: never back to unpaced, never past the limit
+    await times(lim, clock, 2)
+    assert lim.rate == 194.0
+
+
+async def test_a_429_on_the_answer_that_announced_the_limit_does_not_cut_again() -> None:
+    """The budget cut and a 429 on one answer: the 429 was earned at the old pace, so pause and
+    restart at the announced pace, without the jitter cut."""
+    lim, clock = limiter(0)
+    await times(lim, clock, 60)
+    lim.nearly_exhausted(limit=200, remaining=0)  # as the client reads the 429's headers
+    assert lim.rate_limited(1.0) == 1.0
+    assert lim.rate == 194.0
+    stamps = await times(lim, clock, 2)
+    assert stamps[0] == 1.0  # after the pause, at the announced pace
+    lim.rate_limited(1.0)  # a request went at 194 and was refused: now it is jitter
+    assert lim.rate == pytest.approx(174.6)
+
+
+async def test_unlimited_without_headers_learns_from_the_first_429() -> None:
+    """No --rate, no X-RateLimit headers: the rate unpaced requests went out at was refused;
+    halve it, cap recovery 10 % under it, and grow back from there."""
+    lim, clock = limiter(0)
+    for _ in range(32):  # 32 requests over half a second: 64 per second
+        await lim.acquire()
+        clock.now += 1 / 64
+    assert lim.rate_limited(1.0) == 1.0
+    assert (lim.pacing, lim.rate) == (True, 32.0)
+    clock.now += 1.0
+    seen = []
+    for _ in range(12):
+        clock.now += 1.0
+        await lim.acquire()
+        lim.answered()
+        seen.append(round(lim.rate, 2))
+    assert seen == sorted(seen)
+    assert seen[0] == pytest.approx(32 + 57.6 * 1.01 * 0.05, abs=0.01)  # 5 % of the ceiling
+    assert max(seen) <= 57.6 * 1.01**12 + 0.01  # the ceiling (57.6) creeps 1 % a quiet second
 
 
 async def test_429_pauses_everyone_and_halves_the_rate_once() -> None:
@@ -355,3 +410,25 @@ def test_auto_concurrency_stops_when_latency_climbs() -> None:
     assert 16 == controller.limiter.total_tokens
     controller.step(rate=90, latency=0.2)
     assert 16 == controller.limiter.total_tokens
+
+
+async def test_precise_sleep_never_wakes_early_and_lets_the_loop_run() -> None:
+    """Real clock, no upper bound asserted: it never returns before its deadline, and other
+    tasks keep running through the naps of its last stretch."""
+    passes = 0
+
+    async def other_task() -> None:
+        nonlocal passes
+        while True:
+            passes += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_task)
+        for seconds in (0.0, 0.0005, 0.001, 0.003):
+            before, started = passes, time.monotonic()
+            await precise_sleep(seconds)
+            assert time.monotonic() - started >= seconds
+            if seconds >= 0.001:
+                assert passes > before
+        tg.cancel_scope.cancel()
