@@ -52,6 +52,17 @@ async def times(lim: RateLimiter, clock: FakeClock, n: int) -> list[float]:
     return stamps
 
 
+async def quiet_seconds(lim: RateLimiter, clock: FakeClock, n: int) -> list[float]:
+    """One request a second for `n` seconds with no 429: the rate after each, rounded."""
+    seen = []
+    for _ in range(n):
+        clock.now += 1.0
+        await lim.acquire()
+        lim.answered()
+        seen.append(round(lim.rate, 2))
+    return seen
+
+
 async def test_paces_evenly_at_the_rate() -> None:
     """rate 10, burst 1: one request every 100 ms, starting at once."""
     lim, clock = limiter(10, 1)
@@ -155,12 +166,7 @@ async def test_429s_from_jitter_widen_the_margin_then_it_narrows_again() -> None
     lim.rate_limited(1.0)  # jitter again: the margin widens again
     assert lim.rate == pytest.approx(78.57)
     clock.now += 1.0
-    seen = []
-    for _ in range(25):
-        clock.now += 1.0
-        await lim.acquire()
-        lim.answered()
-        seen.append(round(lim.rate, 2))
+    seen = await quiet_seconds(lim, clock, 25)
     assert seen[0] == pytest.approx(79.57)  # one quiet second: +1 % of the limit
     assert seen == sorted(seen)
     assert seen[-1] == 97.0  # never past 97 % of the announced limit
@@ -214,12 +220,7 @@ async def test_unlimited_without_headers_learns_from_the_first_429() -> None:
     assert lim.rate_limited(1.0) == 1.0
     assert (lim.pacing, lim.rate) == (True, 32.0)
     clock.now += 1.0
-    seen = []
-    for _ in range(12):
-        clock.now += 1.0
-        await lim.acquire()
-        lim.answered()
-        seen.append(round(lim.rate, 2))
+    seen = await quiet_seconds(lim, clock, 12)
     assert seen == sorted(seen)
     assert seen[0] == pytest.approx(32 + 57.6 * 1.01 * 0.05, abs=0.01)  # 5 % of the ceiling
     assert max(seen) <= 57.6 * 1.01**12 + 0.01  # the ceiling (57.6) creeps 1 % a quiet second
@@ -253,12 +254,7 @@ async def test_rate_recovers_gradually_to_the_target() -> None:
     lim, clock = limiter(100, 1)
     lim.rate_limited(0.0)
     assert lim.rate == 50.0
-    seen = []
-    for _ in range(20):
-        clock.now += 1.0
-        await lim.acquire()
-        lim.answered()
-        seen.append(lim.rate)
+    seen = await quiet_seconds(lim, clock, 20)
     assert seen[:3] == [55.0, 60.0, 65.0]
     assert seen[7] == 90.0  # quickly back to 10 % under what was refused...
     assert seen[8] == 95.0  # ...a ceiling that crept up 1 % of itself each quiet second
@@ -275,10 +271,7 @@ async def test_without_announced_limit_a_429_near_the_refused_rate_trims_instead
     lim.rate_limited(1.0)  # refused at 100
     assert lim.rate == 50.0
     clock.now += 1.0  # the pause
-    for _ in range(4):  # four quiet seconds: 55, 60, 65, 70
-        clock.now += 1.0
-        await lim.acquire()
-        lim.answered()
+    await quiet_seconds(lim, clock, 4)  # four quiet seconds: 55, 60, 65, 70
     assert lim.rate == 70.0
     lim.rate_limited(1.0)  # refused at 70: the limit lies just under
     assert lim.rate == pytest.approx(63.0)
@@ -293,10 +286,7 @@ async def test_a_429_right_after_a_pause_halves() -> None:
     lim, clock = limiter(100, 1)
     lim.rate_limited(1.0)
     clock.now += 1.0  # the pause ends
-    for _ in range(8):
-        clock.now += 1.0
-        await lim.acquire()
-        lim.answered()
+    await quiet_seconds(lim, clock, 8)
     assert lim.rate == 90.0
     lim.rate_limited(1.0)  # at the learned ceiling: trim
     assert lim.rate == pytest.approx(81.0)
