@@ -9,6 +9,7 @@ Scenarios (one run each, same machine, same minimal server):
   no --rate (`--rate 0`) against a server limited to --rate (burst 10), with and without headers:
   the server's limit is all that paces the run.
   The server answers 429 with a whole-second Retry-After, as the sandbox does.
+  CPU s is the client's CPU time for the run, pacing included.
 
 --loaded repeats the burst-1 scenario while one busy-looping process per core competes for the
 CPU (killed when the scenario ends): the millisecond hiccups a shared machine adds.
@@ -48,7 +49,7 @@ def main() -> None:
     if args.loaded:
         scenarios.append(("burst 1, CPU busy", args.rate, 1, True, (), args.rate))
     print(
-        f"{'scenario':<24} {'server':>7} {'--rate':>7} {'achieved':>9} {'/target':>8} {'/server':>8} {'429s':>6} {'429 %':>6} {'failed':>6}"
+        f"{'scenario':<24} {'server':>7} {'--rate':>7} {'achieved':>9} {'/target':>8} {'/server':>8} {'429s':>6} {'429 %':>6} {'failed':>6} {'CPU s':>6}"
     )
     with tempfile.TemporaryDirectory() as scratch:
         data = make_input(Path(scratch) / "in.csv", args.rows)
@@ -59,7 +60,7 @@ def main() -> None:
                     "--rate-limit", str(limit), "--burst", str(burst), *server_flags
                 ) as url,
             ):
-                summary, _ = run_batch_assign(
+                summary, cpu_s = run_batch_assign(
                     data,
                     Path(scratch) / "r.report.csv",
                     url,
@@ -75,7 +76,7 @@ def main() -> None:
             print(
                 f"{name:<24} {limit:>7.0f} {rate:>7.0f} {achieved:>9.1f} {of_target} "
                 f"{achieved / limit:>8.2f} {summary['rate_limited']:>6} {100 * summary['rate_limited'] / max(requests, 1):>6.2f} "
-                f"{summary['statuses'].get('failed', 0):>6}"
+                f"{summary['statuses'].get('failed', 0):>6} {cpu_s:>6.1f}"
             )
 
 
