@@ -210,6 +210,19 @@ async def test_a_429_on_the_answer_that_announced_the_limit_does_not_cut_again()
     assert lim.rate == pytest.approx(174.6)
 
 
+async def test_after_a_pause_the_pool_restarts_one_request_at_a_time() -> None:
+    """Even with a burst allowed, and whether the 429 cut the rate or not."""
+    for announce_first in (True, False):
+        lim, clock = limiter(100, 10)
+        await times(lim, clock, 10)
+        if announce_first:
+            lim.nearly_exhausted(limit=100, remaining=0)  # the cut comes with the 429
+        lim.rate_limited(1.0)
+        stamps = await times(lim, clock, 3)
+        interval = 1 / lim.rate
+        assert stamps == pytest.approx([1.0, 1.0 + interval, 1.0 + 2 * interval], abs=2e-6)
+
+
 async def test_unlimited_without_headers_learns_from_the_first_429() -> None:
     """No --rate, no X-RateLimit headers: the rate unpaced requests went out at was refused;
     halve it, cap recovery 10 % under it, and grow back from there."""
