@@ -311,3 +311,20 @@ def test_duplicates_error_refuses_the_file(tmp_path: Path) -> None:
     assert "1 duplicate lead id(s) with --duplicates error: row 6 repeats row 1" in " ".join(
         result.stderr.split()
     )
+
+
+@pytest.mark.parametrize("headers", [True, False], ids=["announced", "no-headers"])
+def test_no_rate_cap_still_keeps_under_the_servers_limit(tmp_path: Path, headers: bool) -> None:
+    """--rate 0 is no cap of our own, not a licence to hammer: once the server shows its limit
+    (X-RateLimit-Remaining running low, or a first 429), the run paces under it. Unpaced, every
+    emptied bucket earned a pause and a 429 per request in flight."""
+    path, seed, rows = make_migration(tmp_path, 150)
+    report = tmp_path / "r.report.csv"
+    with start_sandbox(seed, rate_limit=100, burst=10, headers=headers) as box:
+        summary = run_job(config(box, path, report, rate=0, concurrency=8))
+        assert_each_moved_once(box, seed, rows)
+        refused = box.settings.stats["status 429"]
+    assert summary.statuses == {"succeeded": 100, "unchanged": 50}
+    assert summary.rate_limited == refused
+    assert refused <= 8  # the first burst's, at most (it was 87-90: one per request in flight,
+    # each time the bucket ran dry)
