@@ -131,6 +131,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._verify = verify
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
+        self._origins: dict[tuple[str, bytes, bytes], yarl.URL] = {}
 
     def _get_session(self, https: bool) -> aiohttp.ClientSession:
         if self._session is None:
@@ -159,7 +160,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             async with self._get_session(url.scheme == "https").request(
                 request.method,
-                yarl.URL(str(url), encoded=True),  # httpx already percent-encoded it
+                self._yarl_url(url),
                 headers=_str_headers(request.headers),
                 data=body or None,
                 allow_redirects=False,
@@ -186,6 +187,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 extensions=extensions,
             )
         return _read_response(status, headers, content, request, extensions)
+
+    def _yarl_url(self, url: httpx.URL) -> yarl.URL:
+        """`url` as aiohttp's URL type, already percent-encoded by httpx (no re-quoting).
+
+        Parsing the whole URL again costs ~4 % of a row's CPU; the path is put on a parsed origin
+        instead (a public yarl call). A query or fragment takes the full parse.
+        """
+        if url.query or url.fragment:
+            return yarl.URL(str(url), encoded=True)
+        key = (url.scheme, url.userinfo, url.netloc)
+        origin = self._origins.get(key)
+        if origin is None:
+            origin = self._origins[key] = yarl.URL(str(url.copy_with(path="/")), encoded=True)
+        return origin.with_path(url.raw_path.decode("ascii"), encoded=True)
 
     def _timeout(self, timeout: dict[str, float | None]) -> aiohttp.ClientTimeout:
         """httpx's timeout extension as aiohttp's (one object per distinct setting)."""

@@ -13,6 +13,7 @@ import aiohttp
 import anyio
 import httpx
 import pytest
+import yarl
 from conftest import World, start_sandbox
 
 from batch_assign import transport as transport_module
@@ -290,3 +291,28 @@ def test_the_fast_response_is_the_response_httpx_builds(
     assert (fast.is_closed, fast.is_stream_consumed) == (slow.is_closed, slow.is_stream_consumed)
     assert fast.read() == body
     assert list(fast.iter_bytes()) == list(slow.iter_bytes())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/api/public/leads/0b7c2a9e-54a4-4c4e-9a51-1a7c3b0f3a10/assign-workflow",
+        "https://api.nexor.example/api/public/leads/X",
+        "https://api.nexor.example:8443/a%20b/c",
+        "http://[::1]:9000/api/leads/x",
+        "http://user:secret@127.0.0.1:8080/api/x",
+        "http://localhost/api/workflows?limit=200&offset=0",
+        "http://localhost/",
+    ],
+)
+def test_the_url_aiohttp_gets_is_the_url_httpx_built(url: str) -> None:
+    transport = AiohttpTransport(limits=LIMITS)
+    parsed = httpx.URL(url)
+    expected = yarl.URL(str(parsed), encoded=True)
+    for _ in range(2):  # the second time from the cached origin
+        got = transport._yarl_url(parsed)
+        assert (str(got), got.raw_path, got.raw_query_string) == (
+            str(expected),
+            expected.raw_path,
+            expected.raw_query_string,
+        )
