@@ -8,6 +8,7 @@ and never appears in an error message.
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 import time
 from collections import Counter
@@ -323,9 +324,11 @@ def _retry_after(response: httpx.Response) -> float | None:
     if value is None:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan" or "inf" is no wait at all: back off as if the header were missing
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -14,13 +14,17 @@ A 429 at or under the ceiling means the margin was too thin (timing jitter, or a
 it): the ceiling drops by 10 %, and then creeps back up by 1 % (of the limit, or of itself) per
 quiet second, so a run settles where 429s are rare (each costs a whole `Retry-After`) instead of
 sawing between half and full speed. Refused again within a second of a pause, the limiter halves:
-the limit is far lower than it learned. The first request of a run goes alone: its answer may
-announce a limit, and a new connection's set-up must not squeeze it against the second.
+the limit is far lower than it learned. Under an announced limit, it takes that twice in a row (one
+may still be jitter): an `X-RateLimit-Limit` per minute, or the size of the server's bucket, is no
+per-second budget, and from then on the limiter learns from 429s as if none had been announced.
+The first request of a run goes alone: its answer may announce a limit, and a new connection's
+set-up must not squeeze it against the second.
 
 With no --rate (unlimited), requests go unpaced until the server shows its limit: an announced
 budget running low starts pacing under `X-RateLimit-Limit`, and a 429 with no headers starts it
-at half the rate that was refused (sends counted over the current second, at least 0.1 s of it). Unpaced bursts against a
-limited server otherwise earn a whole-second pause every time the bucket runs dry.
+at half the rate that was refused (sends counted over the current second, at least 0.1 s of it).
+Unpaced bursts against a limited server otherwise earn a whole-second pause every time the bucket
+runs dry.
 A 429 on the very answer whose headers just lowered the rate was earned at the old pace: it
 pauses, but does not count as jitter.
 """
@@ -101,6 +105,9 @@ class RateLimiter:
         self._announced = math.inf  # X-RateLimit-Limit, once a response carried it
         self._last_release = -math.inf
         self._pause_ended = -math.inf  # when the last 429's pause ended
+        self._in_flight = 0  # acquired and not yet answered
+        self._most_in_flight = 0  # the pool's size, as seen: answers come back in batches
+        self._refused_in_a_row = 0  # 429s that each came within a second of the last pause
         self._first_answer: anyio.Event | None = None
         self._cut_untried = False  # the budget just lowered the rate: no request went at it yet
         self._window_start = -math.inf  # unpaced sends in the current second: the rate a 429
@@ -118,10 +125,16 @@ class RateLimiter:
         return math.isfinite(self.rate)
 
     async def acquire(self) -> None:
-        """Wait for this request's slot."""
+        """Wait for this request's slot. Each acquire is followed by one `answered()`."""
         if not self.pacing and self._paused_until <= 0:
             self._count_unpaced()
-            return
+        else:
+            await self._wait_turn()
+        self._in_flight += 1
+        if self._in_flight > self._most_in_flight:
+            self._most_in_flight = self._in_flight
+
+    async def _wait_turn(self) -> None:
         async with self._lock:
             now = self._clock()
             if self._paused_until > now:
@@ -164,6 +177,7 @@ class RateLimiter:
 
     def answered(self) -> None:
         """A request came back (with any answer, or none): the first one lets the rest go."""
+        self._in_flight -= 1
         if self._first_answer is not None and not self._first_answer.is_set():
             self._first_answer.set()
             if self.pacing:
@@ -190,8 +204,14 @@ class RateLimiter:
         # If the budget headers on this same answer already brought the rate under the limit,
         # the 429 was earned at the old pace: pause, but do not cut again.
         if not self._cut_untried:
-            announced = math.isfinite(self._announced)
             refused_again = now - self._pause_ended < _REFUSED_AGAIN_S
+            self._refused_in_a_row = self._refused_in_a_row + 1 if refused_again else 0
+            if self._refused_in_a_row >= 2:
+                # Twice refused as soon as the pool restarted: no jitter, the limit is far lower.
+                # An announced X-RateLimit-Limit is then no per-second budget (a longer window,
+                # or the bucket's size): learn from 429s as if none were announced.
+                self._announced = math.inf
+            announced = math.isfinite(self._announced)
             known = math.isfinite(self._ceiling) and self.rate <= self._ceiling
             if known and (announced or not refused_again):
                 # At or under the pace we believed the limit allows: timing jitter (ours, the
@@ -210,12 +230,15 @@ class RateLimiter:
         return pause
 
     def nearly_exhausted(self, limit: int | None, remaining: int | None) -> None:
-        """`X-RateLimit-Remaining` says the server's budget is almost gone while we send faster
-        than its `X-RateLimit-Limit`: come down to just under that limit before a 429 does it."""
+        """`X-RateLimit-Remaining` says the server's budget is almost gone (what is left would not
+        cover a request from every worker and a twentieth of the limit) while we send faster than
+        its `X-RateLimit-Limit`: come down to just under that limit before a 429 does it."""
         if limit is None or remaining is None or limit <= 0:
             return
         ceiling = limit * _UNDER_LIMIT
-        if remaining <= max(1, limit // 20) and self.rate > ceiling:
+        # Every worker may send before any slower pace applies: answers are read in batches, so
+        # those in flight now undercount the requests about to take a token.
+        if remaining <= max(1, limit // 20) + self._most_in_flight and self.rate > ceiling:
             self._announced = limit
             self._ceiling = ceiling
             self._set_rate(max(ceiling, self._floor()), self._clock(), "budget")

@@ -3,13 +3,16 @@ for real, a few milliseconds, and only from below)."""
 
 from __future__ import annotations
 
+import email.utils
 import itertools
 import time
 
 import anyio
 import anyio.lowlevel
+import httpx
 import pytest
 
+from batch_assign.client import _retry_after
 from batch_assign.errors import NotAppliedError, PermanentError
 from batch_assign.limiter import RateLimiter, precise_sleep
 from batch_assign.retry import retrying
@@ -196,6 +199,22 @@ async def test_unlimited_paces_under_an_announced_limit_once_the_budget_runs_low
     assert lim.rate == 194.0
 
 
+async def test_the_budget_counts_a_request_from_every_worker() -> None:
+    """15 left of 200 is plenty for one request at a time, not for a pool of 12: each may send
+    again before the answers that tell us are read."""
+    lim, _clock = limiter(0)
+    await lim.acquire()
+    lim.answered()
+    lim.nearly_exhausted(limit=200, remaining=15)
+    assert not lim.pacing
+    for _ in range(12):
+        await lim.acquire()
+    for _ in range(12):  # a batch of answers read before any worker sends again
+        lim.answered()
+    lim.nearly_exhausted(limit=200, remaining=15)
+    assert lim.rate == 194.0
+
+
 async def test_a_429_on_the_answer_that_announced_the_limit_does_not_cut_again() -> None:
     """The budget cut and a 429 on one answer: the 429 was earned at the old pace, so pause and
     restart at the announced pace, without the jitter cut."""
@@ -308,6 +327,53 @@ async def test_a_429_right_after_a_pause_halves() -> None:
     assert lim.rate == pytest.approx(40.5)
 
 
+async def test_an_announced_limit_that_is_no_per_second_budget_is_soon_distrusted() -> None:
+    """X-RateLimit-Limit: 600 may be per minute (10/s). Refused twice in a row as soon as the pool
+    restarts under it, the limiter stops trusting it and halves, as with no headers, instead of
+    trimming 10 % per 429 (40 429s from 582/s to 10/s); recovery is then scaled by what it
+    learned, not by 600."""
+    lim, clock = limiter(0)
+    await times(lim, clock, 20)
+    lim.nearly_exhausted(limit=600, remaining=0)
+    assert lim.rate_limited(1.0) == 1.0  # on the announcing answer: pause only
+    assert lim.rate == 582.0
+    seen = []
+    for _ in range(7):  # each restart refused within a fraction of a second
+        clock.now += 1.0
+        await times(lim, clock, 5)
+        lim.rate_limited(1.0)
+        seen.append(lim.rate)
+    # One quick refusal may be jitter (trim 10 %); the second is not: halve from then on.
+    assert seen == pytest.approx([523.8, 261.9, 130.95, 65.475, 32.7375, 16.36875, 8.184375])
+    clock.now += 1.0
+    lim.nearly_exhausted(limit=600, remaining=0)  # still announced on every answer: ignored
+    quiet = await quiet_seconds(lim, clock, 3)
+    learned = 16.36875 * 0.9  # 10 % under the last refused rate
+    assert quiet[0] == pytest.approx(8.184375 + 0.05 * learned * 1.01, abs=0.01)
+    assert max(quiet) < 16.36875  # recovering toward what it learned, not toward 582
+
+
+async def test_one_quick_429_under_an_announced_limit_is_still_jitter() -> None:
+    """A single 429 right after a pause, under an announced limit, trims; and a later quick
+    refusal, after a 429 that came well clear of its pause, starts the count again."""
+    lim, clock = limiter(100, 1)
+    lim.nearly_exhausted(limit=100, remaining=0)
+    await times(lim, clock, 2)
+    lim.rate_limited(1.0)
+    clock.now += 1.2
+    await times(lim, clock, 1)
+    lim.rate_limited(1.0)  # quick refusal, the first
+    assert lim.rate == pytest.approx(97 * 0.9 * 0.9)
+    clock.now += 5.0
+    await times(lim, clock, 1)
+    lim.rate_limited(1.0)  # well clear of the pause
+    clock.now += 1.2
+    await times(lim, clock, 1)
+    before = lim.rate
+    lim.rate_limited(1.0)  # quick again, but not twice in a row
+    assert lim.rate == pytest.approx(before * 0.9)
+
+
 async def test_slows_before_the_budget_runs_out() -> None:
     """X-RateLimit-Remaining near zero brings the rate under the server's limit."""
     lim, _ = limiter(100, 1)
@@ -386,6 +452,22 @@ async def test_retry_after_sets_the_wait() -> None:
             with attempt:
                 raise NotAppliedError("HTTP 503", http_status=503, retry_after=7)
     assert waits == [7]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("7", 7.0), ("0.5", 0.5), ("-3", 0.0), ("soon", None), ("nan", None), ("inf", None)],
+)
+def test_retry_after_header_is_read_as_seconds(header: str, expected: float | None) -> None:
+    """Seconds as sent, never negative; anything that is no finite wait means back off."""
+    assert _retry_after(httpx.Response(429, headers={"Retry-After": header})) == expected
+
+
+def test_retry_after_as_an_http_date_is_the_time_left() -> None:
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    wait = _retry_after(httpx.Response(429, headers={"Retry-After": when}))
+    assert wait is not None
+    assert 28 <= wait <= 30
 
 
 def test_auto_concurrency_grows_until_the_rate_is_reached() -> None:
