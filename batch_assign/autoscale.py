@@ -2,8 +2,9 @@
 
 Every half second the controller compares the achieved request rate with the target. Below 95 %
 of it, and while latency is still within 25 % of the best seen (the API is not yet queueing), it
-doubles the requests allowed in flight (starting from 8). When latency climbs past that, more in flight would only queue at
-the server, so it stops growing. A slow API (100-500 ms) thus still gets its full rate budget.
+doubles the requests allowed in flight (starting from 8). When latency climbs past that, more in
+flight would only queue at the server, so it stops growing. A slow API (100-500 ms) thus still
+gets its full rate budget.
 """
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ def _run_locked(
             dry_run=dry_run,
             **config.public(),
         )
-        limiter = RateLimiter(config.rate, config.burst)
+        limiter = RateLimiter(config.rate, config.burst, pool=config.concurrency)
         settings = DispatchSettings(
             concurrency=config.concurrency,
             auto_concurrency=config.auto_concurrency,

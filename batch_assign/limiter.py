@@ -17,8 +17,8 @@ sawing between half and full speed. Refused again within a second of a pause, th
 the limit is far lower than it learned. Under an announced limit, it takes that twice in a row (one
 may still be jitter): an `X-RateLimit-Limit` per minute, or the size of the server's bucket, is no
 per-second budget, and from then on the limiter learns from 429s as if none had been announced.
-The first request of a run goes alone: its answer may announce a limit, and a new connection's
-set-up must not squeeze it against the second.
+The first request of a run goes alone, paced or not: its answer may announce a limit, and a new
+connection's set-up must not squeeze it against the second.
 
 With no --rate (unlimited), requests go unpaced until the server shows its limit: an announced
 budget running low starts pacing under `X-RateLimit-Limit`, and a 429 with no headers starts it
@@ -78,13 +78,15 @@ async def precise_sleep(seconds: float) -> None:
 
 class RateLimiter:
     """Paces requests at `rate` per second, with `burst` sent early at most; `rate` 0 or inf:
-    at the pace the server's limit allows, once it shows one."""
+    at the pace the server's limit allows, once it shows one. `pool`: how many requests may be
+    in flight at once (the budget must cover them all)."""
 
     def __init__(
         self,
         rate: float,
         burst: int | None = None,
         *,
+        pool: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
@@ -106,9 +108,10 @@ class RateLimiter:
         self._last_release = -math.inf
         self._pause_ended = -math.inf  # when the last 429's pause ended
         self._in_flight = 0  # acquired and not yet answered
-        self._most_in_flight = 0  # the pool's size, as seen: answers come back in batches
+        self._pool = pool  # requests that may be in flight at once (grows if more are seen)
         self._refused_in_a_row = 0  # 429s that each came within a second of the last pause
         self._first_answer: anyio.Event | None = None
+        self._first_done = False  # the first request came back (or was never sent)
         self._cut_untried = False  # the budget just lowered the rate: no request went at it yet
         self._window_start = -math.inf  # unpaced sends in the current second: the rate a 429
         self._window_sent = 0  # refuses when nothing paced us yet
@@ -126,13 +129,13 @@ class RateLimiter:
 
     async def acquire(self) -> None:
         """Wait for this request's slot. Each acquire is followed by one `answered()`."""
-        if not self.pacing and self._paused_until <= 0:
+        if self._first_done and not self.pacing and self._paused_until <= 0:
             self._count_unpaced()
         else:
             await self._wait_turn()
         self._in_flight += 1
-        if self._in_flight > self._most_in_flight:
-            self._most_in_flight = self._in_flight
+        if self._in_flight > self._pool:
+            self._pool = self._in_flight
 
     async def _wait_turn(self) -> None:
         async with self._lock:
@@ -140,21 +143,25 @@ class RateLimiter:
             if self._paused_until > now:
                 await self._sleep(self._paused_until - now)
                 now = self._clock()
-            if not self.pacing:
-                self._count_unpaced()
-                return
             if self._first_answer is None:
                 self._first_answer = anyio.Event()
                 try:
-                    await self._take_slot(now)
+                    await self._send_one(now)
                 except BaseException:  # cancelled before sending: do not hold the others back
                     self._first_answer.set()
+                    self._first_done = True
                     raise
                 return
             if not self._first_answer.is_set():
                 await self._first_answer.wait()
                 now = self._clock()
+            await self._send_one(now)
+
+    async def _send_one(self, now: float) -> None:
+        if self.pacing:
             await self._take_slot(now)
+        else:
+            self._count_unpaced()
 
     async def _take_slot(self, now: float) -> None:
         """GCRA: wait for this request's slot and book the next one (the lock is held)."""
@@ -180,6 +187,7 @@ class RateLimiter:
         self._in_flight -= 1
         if self._first_answer is not None and not self._first_answer.is_set():
             self._first_answer.set()
+            self._first_done = True
             if self.pacing:
                 # The first request arrived before its answer, however late a new connection
                 # made it: one interval after the answer cannot squeeze the second against it.
@@ -236,9 +244,9 @@ class RateLimiter:
         if limit is None or remaining is None or limit <= 0:
             return
         ceiling = limit * _UNDER_LIMIT
-        # Every worker may send before any slower pace applies: answers are read in batches, so
-        # those in flight now undercount the requests about to take a token.
-        if remaining <= max(1, limit // 20) + self._most_in_flight and self.rate > ceiling:
+        # Each request the pool may have in flight can take a token before a slower pace
+        # applies (answers are read in batches: those in flight right now undercount them).
+        if remaining <= max(1, limit // 20) + self._pool and self.rate > ceiling:
             self._announced = limit
             self._ceiling = ceiling
             self._set_rate(max(ceiling, self._floor()), self._clock(), "budget")

@@ -111,10 +111,11 @@ async def test_a_late_wake_up_never_squeezes_the_next_request() -> None:
     assert min(gaps) >= 0.0097 - 1e-9  # never under the server's interval (our pace is 97 % of it)
 
 
-async def test_the_first_request_goes_alone() -> None:
+@pytest.mark.parametrize(("rate", "second_at"), [(10, 0.4), (0, 0.3)])
+async def test_the_first_request_goes_alone(rate: float, second_at: float) -> None:
     """Until the first answer (which may announce the server's limit), nobody else is sent; the
-    second request then leaves one interval after that answer."""
-    lim, clock = limiter(10, 1)
+    second request then leaves one interval after that answer, or with no --rate, at once."""
+    lim, clock = limiter(rate, 1)
     stamps: list[float] = []
 
     async def first() -> None:
@@ -131,7 +132,7 @@ async def test_the_first_request_goes_alone() -> None:
         tg.start_soon(first)
         await anyio.lowlevel.checkpoint()
         tg.start_soon(other)
-    assert stamps == [0.0, pytest.approx(0.4)]
+    assert stamps == [0.0, pytest.approx(second_at)]
 
 
 async def test_a_first_request_cancelled_before_it_is_sent_does_not_hold_the_others() -> None:
@@ -199,20 +200,22 @@ async def test_unlimited_paces_under_an_announced_limit_once_the_budget_runs_low
     assert lim.rate == 194.0
 
 
-async def test_the_budget_counts_a_request_from_every_worker() -> None:
-    """15 left of 200 is plenty for one request at a time, not for a pool of 12: each may send
-    again before the answers that tell us are read."""
-    lim, _clock = limiter(0)
-    await lim.acquire()
-    lim.answered()
-    lim.nearly_exhausted(limit=200, remaining=15)
-    assert not lim.pacing
-    for _ in range(12):
-        await lim.acquire()
-    for _ in range(12):  # a batch of answers read before any worker sends again
-        lim.answered()
-    lim.nearly_exhausted(limit=200, remaining=15)
-    assert lim.rate == 194.0
+async def test_the_budget_must_cover_a_request_from_every_worker() -> None:
+    """15 left of 200 is plenty for one request at a time, not for a pool of 16 (told, or seen):
+    each worker may send again before the answers that tell us are read."""
+    for told in (True, False):
+        clock = FakeClock()
+        lim = RateLimiter(0, pool=16 if told else 1, clock=clock, sleep=clock.sleep)
+        await times(lim, clock, 1)
+        lim.nearly_exhausted(limit=200, remaining=40)
+        assert not lim.pacing
+        if not told:
+            for _ in range(16):
+                await lim.acquire()
+            for _ in range(16):  # a batch of answers, read before any worker sends again
+                lim.answered()
+        lim.nearly_exhausted(limit=200, remaining=15)
+        assert lim.rate == 194.0
 
 
 async def test_a_429_on_the_answer_that_announced_the_limit_does_not_cut_again() -> None:
@@ -248,6 +251,7 @@ async def test_unlimited_without_headers_learns_from_the_first_429() -> None:
     lim, clock = limiter(0)
     for _ in range(32):  # 32 requests over half a second: 64 per second
         await lim.acquire()
+        lim.answered()
         clock.now += 1 / 64
     assert lim.rate_limited(1.0) == 1.0
     assert (lim.pacing, lim.rate) == (True, 32.0)
