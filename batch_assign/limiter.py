@@ -238,15 +238,18 @@ class RateLimiter:
         return pause
 
     def nearly_exhausted(self, limit: int | None, remaining: int | None) -> None:
-        """`X-RateLimit-Remaining` says the server's budget is almost gone (what is left would not
-        cover a request from every worker and a twentieth of the limit) while we send faster than
-        its `X-RateLimit-Limit`: come down to just under that limit before a 429 does it."""
+        """`X-RateLimit-Remaining` says the server's budget is almost gone (a twentieth of the
+        limit left; unpaced, plus a request from every worker) while we send faster than its
+        `X-RateLimit-Limit`: come down to just under that limit before a 429 does it."""
         if limit is None or remaining is None or limit <= 0:
             return
         ceiling = limit * _UNDER_LIMIT
-        # Each request the pool may have in flight can take a token before a slower pace
-        # applies (answers are read in batches: those in flight right now undercount them).
-        if remaining <= max(1, limit // 20) + self._pool and self.rate > ceiling:
+        reserve = max(1, limit // 20)
+        if not self.pacing:
+            # Unpaced, each request the pool may have in flight can take a token before a pace
+            # applies (answers are read in batches: those in flight right now undercount them).
+            reserve += self._pool
+        if remaining <= reserve and self.rate > ceiling:
             self._announced = limit
             self._ceiling = ceiling
             self._set_rate(max(ceiling, self._floor()), self._clock(), "budget")

@@ -1,10 +1,12 @@
 """A minimal loopback stand-in for benchmarks: canned answers, so the server is not what we measure.
 
     python bench/_server.py [--latency-ms 0] [--rate-limit 0] [--burst 1] [--no-rate-headers]
+                            [--announce-limit N]
 
 Prints `listening on http://127.0.0.1:PORT/api/public` and serves until killed. POST
 assign-workflow answers 201, GET /leads/{id} answers 200 with no active run. With --rate-limit, a
 token bucket answers 429 with Retry-After (whole seconds, as the sandbox does) and counts them.
+--announce-limit sends another X-RateLimit-Limit than the bucket's rate (a per-minute figure, say).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def main() -> None:
     parser.add_argument("--rate-limit", type=float, default=0.0)
     parser.add_argument("--burst", type=int, default=1)
     parser.add_argument("--no-rate-headers", action="store_true")
+    parser.add_argument("--announce-limit", type=float, default=0.0)
     args = parser.parse_args()
     tokens, stamp = float(args.burst), time.monotonic()
     counts = {"ok": 0, "429": 0}
@@ -51,7 +54,7 @@ def main() -> None:
                 {}
                 if args.no_rate_headers
                 else {
-                    "X-RateLimit-Limit": str(int(args.rate_limit)),
+                    "X-RateLimit-Limit": str(int(args.announce_limit or args.rate_limit)),
                     "X-RateLimit-Remaining": str(int(tokens)),
                 }
             )

@@ -8,6 +8,8 @@ Scenarios (one run each, same machine, same minimal server):
   server's limit; once with X-RateLimit-* headers and once without (the limiter must learn it).
   no --rate (`--rate 0`) against a server limited to --rate (burst 10), with and without headers:
   the server's limit is all that paces the run.
+  no --rate against a server announcing its limit per minute (X-RateLimit-Limit 60 x the rate):
+  the limiter must stop trusting that number and learn the limit from 429s.
   The server answers 429 with a whole-second Retry-After, as the sandbox does.
   CPU s is the client's CPU time for the run, pacing included.
 
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--loaded", action="store_true", help="add a burst-1 run on a busy CPU")
     args = parser.parse_args()
     no_headers = ("--no-rate-headers",)
+    per_minute = ("--announce-limit", str(int(args.rate * 60)))
     # (name, server limit, server burst, CPU busy, server flags, our --rate)
     scenarios: list[tuple[str, float, int, bool, tuple[str, ...], float]] = [
         ("limit = rate, burst 1", args.rate, 1, False, (), args.rate),
@@ -45,6 +48,7 @@ def main() -> None:
         ("rate / 2, no headers", args.rate / 2, 10, False, no_headers, args.rate),
         ("no --rate", args.rate, 10, False, (), 0.0),
         ("no --rate, no headers", args.rate, 10, False, no_headers, 0.0),
+        ("no --rate, per minute", args.rate, 10, False, per_minute, 0.0),
     ]
     if args.loaded:
         scenarios.append(("burst 1, CPU busy", args.rate, 1, True, (), args.rate))

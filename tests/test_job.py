@@ -316,15 +316,19 @@ def test_duplicates_error_refuses_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("headers", [True, False], ids=["announced", "no-headers"])
 def test_no_rate_cap_still_keeps_under_the_servers_limit(tmp_path: Path, headers: bool) -> None:
     """--rate 0 is no cap of our own, not a licence to hammer: once the server shows its limit
-    (X-RateLimit-Remaining running low, or a first 429), the run paces under it. Unpaced, every
-    emptied bucket earned a pause and a 429 per request in flight."""
+    (the first answer's X-RateLimit-* headers, or a first 429), the run paces under it. Unpaced,
+    every emptied bucket earned a pause and a 429 per request in flight (87-90 429s at 8 in flight);
+    with the limit announced, an unpaced first flight still overdrew the bucket (7-9 429s)."""
     path, seed, rows = make_migration(tmp_path, 150)
     report = tmp_path / "r.report.csv"
     with start_sandbox(seed, rate_limit=100, burst=10, headers=headers) as box:
-        summary = run_job(config(box, path, report, rate=0, concurrency=8))
+        # More in flight than the server's bucket holds: an unpaced first flight overdraws it.
+        summary = run_job(config(box, path, report, rate=0, concurrency=16))
         assert_each_moved_once(box, seed, rows)
         refused = box.settings.stats["status 429"]
     assert summary.statuses == {"succeeded": 100, "unchanged": 50}
     assert summary.rate_limited == refused
-    assert refused <= 8  # the first burst's, at most (it was 87-90: one per request in flight,
-    # each time the bucket ran dry)
+    if headers:  # the first answer announces the limit before the pool goes: none expected
+        assert refused <= 2
+    else:  # the first flight's (one per request in flight: 10-15 here), and a jitter one or two
+        assert refused <= 20

@@ -218,6 +218,18 @@ async def test_the_budget_must_cover_a_request_from_every_worker() -> None:
         assert lim.rate == 194.0
 
 
+async def test_paced_at_the_limit_a_small_bucket_is_no_budget_running_out() -> None:
+    """Paced at --rate 100 against a 100/s server whose bucket holds 10: 9 left is the bucket's
+    size, not a budget running out; the pool's size only counts when nothing paces it."""
+    clock = FakeClock()
+    lim = RateLimiter(100, pool=16, clock=clock, sleep=clock.sleep)
+    await times(lim, clock, 3)
+    lim.nearly_exhausted(limit=100, remaining=9)
+    assert lim.rate == 100.0
+    lim.nearly_exhausted(limit=100, remaining=5)  # a twentieth of the limit: now it is
+    assert lim.rate == 97.0
+
+
 async def test_a_429_on_the_answer_that_announced_the_limit_does_not_cut_again() -> None:
     """The budget cut and a 429 on one answer: the 429 was earned at the old pace, so pause and
     restart at the announced pace, without the jitter cut."""
