@@ -42,6 +42,12 @@ class World:
         }
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """The async tests (`pytest.mark.anyio`) run on asyncio, the backend the tool runs on."""
+    return "asyncio"
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 

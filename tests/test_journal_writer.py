@@ -15,11 +15,6 @@ from batch_assign.records import Outcome, Status
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class RecordingJournal:
     def __init__(self) -> None:
         self.commits: list[tuple[list[Any], list[Outcome], dict[str, int] | None]] = []

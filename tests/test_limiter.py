@@ -20,11 +20,6 @@ from batch_assign.retry import retrying
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class FakeClock:
     """A monotonic clock that only moves when someone sleeps."""
 

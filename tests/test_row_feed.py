@@ -12,11 +12,6 @@ from batch_assign.journal import JournalRow
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class PagedRows:
     """Stands in for the journal's `todo` (the one method the feed uses): rows 1..n, paged."""
 
