@@ -8,12 +8,13 @@ the file in chunks of `chunk_size` rows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "Columns",
     "ReadBatch",
     "check_input_file",
+    "input_chunks",
     "normalize_uuid",
     "open_input",
     "read_batches",
@@ -178,8 +180,20 @@ def check_input_file(path: str) -> Path:
     return file
 
 
-def open_input(path: str) -> pl.LazyFrame:
-    """A lazy frame over the input, every column as text, with a 1-based row number column."""
+def _is_csv(path: str) -> bool:
+    return Path(path).suffix.lower() not in (".parquet", ".pq")
+
+
+def _separator(path: str) -> str:
+    return "\t" if Path(path).suffix.lower() == ".tsv" else ","
+
+
+def open_input(path: str, *, truncate_ragged_lines: bool = False) -> pl.LazyFrame:
+    """A lazy frame over the input, every column as text, with a 1-based row number column.
+
+    A CSV row with more fields than the header is an error unless `truncate_ragged_lines`, which
+    drops the extra fields: only for callers that find those rows another way (`_ragged_rows`).
+    """
     file = check_input_file(path)
     suffix = file.suffix.lower()
     try:
@@ -193,8 +207,9 @@ def open_input(path: str) -> pl.LazyFrame:
             frame = pl.scan_csv(
                 file,
                 infer_schema=False,
-                separator="\t" if suffix == ".tsv" else ",",
+                separator=_separator(path),
                 raise_if_empty=False,
+                truncate_ragged_lines=truncate_ragged_lines,
             )
         return frame.with_row_index(_ROW, offset=1)
     except InputFileError:
@@ -216,11 +231,11 @@ def _polars_problem(exc: BaseException, path: str | None = None) -> str:
 def _locate_csv_problem(path: str) -> str | None:
     """Polars says *that* a CSV is malformed; find *where*, with the stdlib's parser (error
     path only, so its speed does not matter)."""
-    if Path(path).suffix.lower() in (".parquet", ".pq"):
+    if not _is_csv(path):
         return None
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, strict=True)
+            reader = csv.reader(handle, strict=True, delimiter=_separator(path))
             header = next(reader, [])
             for number, record in enumerate(reader, start=1):
                 if record and len(record) != len(header):
@@ -262,9 +277,9 @@ def read_batches(
     # The streaming query only selects; the per-row work runs eagerly on each batch, so what
     # polars buffers ahead of us is the raw columns and nothing more.
     raw = [c for c in (columns.lead_id, columns.workflow_id, columns.reason, columns.actor_id) if c]
-    selected = frame.select(_ROW, *dict.fromkeys(raw))
+    wanted = [_ROW, *dict.fromkeys(raw)]
     projection = _projection(columns, default_workflow, reason, actor_id)
-    return columns, _stream(path, selected, projection, columns, chunk_size)
+    return columns, _stream(path, wanted, projection, columns, chunk_size)
 
 
 def _projection(
@@ -298,18 +313,113 @@ def _projection(
     ]
 
 
-def _stream(
-    path: str,
-    selected: pl.LazyFrame,
-    projection: list[pl.Expr],
-    columns: Columns,
-    chunk_size: int,
-) -> Iterator[ReadBatch]:
+def input_chunks(
+    path: str, columns: Sequence[str] | None = None, chunk_size: int = CHUNK_SIZE
+) -> Iterator[tuple[pl.DataFrame, bool]]:
+    """The input in chunks of `columns` (all, if None), each with whether it was read with extra
+    fields dropped: a CSV row with more fields than the header (an unquoted comma, most often)
+    makes polars refuse the file, so from there on it is read again with them dropped, and the
+    caller learns which rows had them from `_ragged_rows`. Files without such rows pay nothing."""
+
+    def chunks(frame: pl.LazyFrame) -> Iterator[pl.DataFrame]:
+        for chunk in frame.collect_batches(chunk_size=chunk_size, maintain_order=True):
+            yield chunk.select(columns) if columns is not None else chunk
+
+    last_row = 0
     try:
-        for chunk in selected.collect_batches(chunk_size=chunk_size, maintain_order=True):
-            yield ReadBatch(_validate(chunk.select(projection), columns))
+        # Every column is parsed (selecting after, not in the query): polars only notices extra
+        # fields when it reads a row to its end. Parsing the unused ones costs little.
+        for chunk in chunks(open_input(path)):
+            if chunk.height:
+                last_row = chunk.get_column(_ROW)[-1]
+            yield chunk, False
+        return
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if not (_is_csv(path) and "truncate_ragged_lines" in str(exc)):
+            raise InputFileError(path, _polars_problem(exc, path)) from None
+    try:
+        tolerant = open_input(path, truncate_ragged_lines=True).filter(pl.col(_ROW) > last_row)
+        tolerant = tolerant.select(columns) if columns is not None else tolerant
+        for chunk in chunks(tolerant):
+            yield chunk, True
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputFileError(path, _polars_problem(exc, path)) from None
+
+
+def _stream(
+    path: str, wanted: list[str], projection: list[pl.Expr], columns: Columns, chunk_size: int
+) -> Iterator[ReadBatch]:
+    records: Generator[str | None, _Sent, None] | None = None
+    try:
+        for chunk, truncated in input_chunks(path, wanted, chunk_size):
+            chunk = chunk.select(projection)
+            rows = _validate(chunk, columns)
+            if truncated:
+                if records is None:
+                    records = _ragged_rows(path, columns)
+                    next(records)
+                for index, raw_lead in enumerate(chunk.get_column("raw_lead")):
+                    number, lead, workflow, reason, actor, _ = rows[index]
+                    extra = records.send((number, raw_lead))
+                    if extra is not None:
+                        rows[index] = (number, lead, workflow, reason, actor, extra)
+            yield ReadBatch(rows)
+        if records is not None:
+            with contextlib.suppress(StopIteration):
+                records.send(None)
+    finally:
+        if records is not None:
+            records.close()
+
+
+_Sent = tuple[int, str | None] | None
+
+
+def _ragged_rows(path: str, columns: Columns) -> Generator[str | None, _Sent, None]:
+    """Walk the file with the stdlib parser alongside polars. Sent (row, lead id as polars read
+    it), answer why that row is invalid if it had non-blank fields past the header, else None;
+    sent None at the end. Blank extra fields (a trailing comma) are harmless. Should the two
+    parsers ever disagree on a row or on the number of rows, the file is refused, not trusted."""
+    width = len(columns.names)
+    lead_at = columns.names.index(columns.lead_id)
+    problem: str | None = None
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, delimiter=_separator(path))
+        next(reader, None)
+        number = 0
+
+        def unreliable() -> InputFileError:
+            return InputFileError(
+                path,
+                f"row {number} (line {reader.line_num}) cannot be read reliably; "
+                "quote values that contain commas, quotes or line breaks",
+            )
+
+        try:
+            while sent := (yield problem):
+                wanted, polars_lead = sent
+                record: list[str] = []
+                while number < wanted:
+                    record = next(reader)
+                    number += 1
+                seen = record[lead_at] if lead_at < len(record) else ""
+                if number != wanted or seen != (polars_lead or ""):
+                    raise unreliable()
+                extra = [field for field in record[width:] if field.strip()]
+                problem = (
+                    f"{len(record)} fields where the header has {width} (past it: "
+                    f"{_shown(', '.join(extra))}); quote values that contain commas"
+                    if extra
+                    else None
+                )
+            for record in reader:  # polars saw no more rows; only blank lines may follow
+                number += 1
+                if any(field.strip() for field in record):
+                    raise unreliable()
+        except (csv.Error, StopIteration):
+            raise InputFileError(
+                path, f"malformed CSV near line {reader.line_num} (check the quotes)"
+            ) from None
 
 
 def _validate(chunk: pl.DataFrame, columns: Columns) -> list[ReadRow]:
@@ -335,11 +445,14 @@ def _validate(chunk: pl.DataFrame, columns: Columns) -> list[ReadRow]:
     return out
 
 
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 60 else value[:57] + "...")
+
+
 def _bad_id(column: str | None, value: Any) -> str:
     if value is None or not str(value).strip():
         return f"column {column!r}: empty; a UUID is required"
-    shown = str(value) if len(str(value)) <= 60 else str(value)[:57] + "..."
-    return f"column {column!r}: {shown!r} is not a valid UUID"
+    return f"column {column!r}: {_shown(str(value))} is not a valid UUID"
 
 
 def _missing_workflow(column: str | None) -> str:

@@ -20,7 +20,7 @@ import polars as pl
 from batch_assign.errors import UsageError
 from batch_assign.journal import REPORT_COLUMNS, Journal
 from batch_assign.logs import KEY_PATTERN, known_secrets
-from batch_assign.reader import _ROW, open_input
+from batch_assign.reader import _ROW, input_chunks, open_input
 from batch_assign.records import FAILURE_STATUSES, RunSummary
 
 __all__ = [
@@ -135,11 +135,11 @@ def write_failures(journal: Journal, input_path: str, path: Path) -> int:
     """Rows that ended failed, invalid or uncertain, in the input's own columns plus `error`."""
     statuses = [str(status) for status in FAILURE_STATUSES]
     count = 0
-    frame = open_input(input_path)
+    names = [name for name in open_input(input_path).collect_schema().names() if name != _ROW]
     with _atomic(path) as handle:
         header = True
-        names = [name for name in frame.collect_schema().names() if name != _ROW]
-        for chunk in frame.collect_batches(chunk_size=10_000, maintain_order=True):
+        # A row with more fields than the header comes with them dropped; its error says so.
+        for chunk, _ in input_chunks(input_path):
             if chunk.height == 0:
                 continue
             rows = chunk.get_column(_ROW)

@@ -142,6 +142,46 @@ def test_invalid_duplicate_and_unknown_rows(tmp_path: Path) -> None:
     ]
 
 
+def test_a_row_with_an_unquoted_comma_is_invalid_and_the_rest_are_sent(tmp_path: Path) -> None:
+    """G7 end to end: the row whose reason holds an unquoted comma is reported `invalid` and never
+    sent (its actor and reason would be shifted), the others move once, and the failures file
+    gives the row back in the input's columns with the reason."""
+    wf = new_id()
+    leads = [new_id() for _ in range(4)]
+    seed = {"workflows": [{"id": wf, "name": "Target"}], "leads": [{"id": x} for x in leads]}
+    lines = ["lead_id,workflow_id,reason,actor_id"]
+    lines += [f"{lead},{wf},moved,ops" for lead in leads[:2]]
+    lines.append(f"{leads[2]},{wf},moved, finally,ops")
+    lines.append(f"{leads[3]},{wf},moved,ops")
+    path = tmp_path / "in.csv"
+    path.write_text("\n".join(lines) + "\n")
+    report = tmp_path / "in.report.csv"
+    with start_sandbox(seed) as box:
+        summary = run_job(config(box, path, report))
+        moved = Counter(entry.lead_id for entry in box.store.audit())
+    assert moved == Counter({leads[0]: 1, leads[1]: 1, leads[3]: 1})
+    got = {int(r["row"]): r for r in read_report(report)}
+    assert [got[i]["status"] for i in range(1, 5)] == [
+        "succeeded",
+        "succeeded",
+        "invalid",
+        "succeeded",
+    ]
+    expected = "5 fields where the header has 4 (past it: 'ops'); quote values that contain commas"
+    assert got[3]["error"] == expected
+    assert summary.exit_code == 1
+    failures = read_report(tmp_path / "in.report.failures.csv")
+    assert failures == [
+        {
+            "lead_id": leads[2],
+            "workflow_id": wf,
+            "reason": "moved",
+            "actor_id": " finally",
+            "error": expected,
+        }
+    ]
+
+
 def test_503_and_429_are_retried_until_they_succeed(tmp_path: Path) -> None:
     """Not-applied answers (503 bursts, 429 with Retry-After) are retried; nothing is doubled."""
     path, seed, rows = make_migration(tmp_path, 90)

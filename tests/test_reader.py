@@ -116,8 +116,8 @@ def test_bom_crlf_and_quoted_fields(tmp_path: Path) -> None:
         (b"", "is empty"),
         (f"lead_id;workflow_id\n{LEAD};{WF}\n".encode(), "looks separated by ';'"),
         (
-            f"lead_id,workflow_id\n{LEAD},{WF}\n{LEAD},{WF},x\n".encode(),
-            "row 2 has 3 fields but the header has 2",
+            f"lead_id,workflow_id,reason\n{LEAD},{WF},x,y\r{LEAD},{WF},z\n".encode(),
+            r"row 2 \(line 3\) cannot be read reliably",
         ),
         (f'lead_id,workflow_id\n"{LEAD},{WF}\n'.encode(), "malformed CSV near line 2"),
     ],
@@ -129,7 +129,7 @@ def test_bom_crlf_and_quoted_fields(tmp_path: Path) -> None:
         "utf16",
         "empty",
         "semicolon",
-        "ragged",
+        "parsers-disagree",
         "quote",
     ],
 )
@@ -141,6 +141,50 @@ def test_file_level_errors(tmp_path: Path, content: bytes | None, message: str) 
     with pytest.raises(InputFileError, match=message) as caught:
         rows_of(path)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 10_000])
+@pytest.mark.parametrize("suffix", ["csv", "tsv"])
+def test_extra_fields_make_only_their_row_invalid(
+    tmp_path: Path, suffix: str, chunk_size: int
+) -> None:
+    """G7: a row with more fields than the header (an unquoted comma) is `invalid`, naming the
+    extra values, and the other rows still read, numbered as before. Also when the extra field
+    lies past the columns the job uses (email here), when it comes after whole batches were
+    read (chunk_size 1 and 3), and behind a quoted line break. Blank extras (a trailing
+    separator) and short rows are read as they are."""
+    lines = [
+        ["lead_id", "workflow_id", "reason", "email"],
+        [LEAD, WF, "ok", "a@x"],
+        [LEAD, WF, '"quoted, with\nline break"', "b@x"],
+        [LEAD, WF, "has", " comma", "c@x"],
+        [],
+        [LEAD, WF, "trailing", "e@x", ""],
+        [LEAD, WF, "short"],
+        [LEAD, WF, "two", "extra", "x@y", "z"],
+        [LEAD, WF, "last", "h@x"],
+    ]
+    separator = "\t" if suffix == "tsv" else ","
+    text = "\n".join(separator.join(line) for line in lines) + "\n"
+    path = write(tmp_path, text, name=f"in.{suffix}")
+    ragged = "quote values that contain commas"
+    assert rows_of(path, chunk_size=chunk_size) == [
+        (1, LEAD, WF, "ok", None, None),
+        (2, LEAD, WF, "quoted, with\nline break", None, None),
+        (3, LEAD, WF, "has", None, f"5 fields where the header has 4 (past it: 'c@x'); {ragged}"),
+        (4, None, None, None, None, "column 'lead_id': empty; a UUID is required"),
+        (5, LEAD, WF, "trailing", None, None),
+        (6, LEAD, WF, "short", None, None),
+        (
+            7,
+            LEAD,
+            WF,
+            "two",
+            None,
+            f"6 fields where the header has 4 (past it: 'x@y, z'); {ragged}",
+        ),
+        (8, LEAD, WF, "last", None, None),
+    ]
 
 
 def test_unknown_map_column_and_bad_default(tmp_path: Path) -> None:
