@@ -33,6 +33,7 @@ from batch_assign.errors import (
 )
 from batch_assign.journal import Journal, JournalRow
 from batch_assign.journal_writer import JournalWriter
+from batch_assign.logs import CURRENT_ROW
 from batch_assign.records import LeadState, MovementType, Outcome, Status
 from batch_assign.retry import counts_against_budget, retrying, wait_after
 
@@ -233,27 +234,33 @@ class Dispatcher:
             row = await feed.next()
             if row is None or self._stop_reason is not None:  # stopped while reading a page
                 return
-            structlog.contextvars.bind_contextvars(row=row.row, lead_id=row.lead_id)
+            current = CURRENT_ROW.set((row.row, row.lead_id))  # every log line names the row
             try:
-                if self._autoscale is None:
-                    outcome = await self._process(row)
-                else:
-                    async with self._autoscale.limiter:
-                        started = time.monotonic()
-                        outcome = await self._process(row)
-                        self._autoscale.observe(time.monotonic() - started)
-            except FatalAuthError as exc:
-                # refused: nothing was applied, the row stays pending for a resume
-                self.stop(f"authentication failed ({exc.message})", 3)
-                outcome = Outcome(row.row, Status.PENDING, http_status=exc.http_status)
-            except _AuthDuringVerify as exc:
-                # the row stays in doubt in the journal: a resume verifies it
-                self.stop(f"authentication failed ({exc})", 3)
-                continue
+                outcome = await self._outcome_of(row)
+                if outcome is not None:
+                    self._writer.outcome(outcome)
+                    self._settle(outcome)
             finally:
-                structlog.contextvars.unbind_contextvars("row", "lead_id")
-            self._writer.outcome(outcome)
-            self._settle(outcome)
+                CURRENT_ROW.reset(current)
+
+    async def _outcome_of(self, row: JournalRow) -> Outcome | None:
+        """The row's outcome; None if it stays in doubt for a resume to verify."""
+        try:
+            if self._autoscale is None:
+                return await self._process(row)
+            async with self._autoscale.limiter:
+                started = time.monotonic()
+                outcome = await self._process(row)
+                self._autoscale.observe(time.monotonic() - started)
+                return outcome
+        except FatalAuthError as exc:
+            # refused: nothing was applied, the row stays pending for a resume
+            self.stop(f"authentication failed ({exc.message})", 3)
+            return Outcome(row.row, Status.PENDING, http_status=exc.http_status)
+        except _AuthDuringVerify as exc:
+            # the row stays in doubt in the journal: a resume verifies it
+            self.stop(f"authentication failed ({exc})", 3)
+            return None
 
     def _settle(self, outcome: Outcome) -> None:
         if outcome.status is Status.PENDING:

@@ -9,11 +9,19 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import Any, TextIO, cast
 
 import structlog
 
-__all__ = ["KEY_PATTERN", "configure_logging", "known_secrets", "redact", "remember_secret"]
+__all__ = [
+    "CURRENT_ROW",
+    "KEY_PATTERN",
+    "configure_logging",
+    "known_secrets",
+    "redact",
+    "remember_secret",
+]
 
 KEY_PATTERN = r"nxr_(?:live|test)_[A-Za-z0-9_\-]+"
 """Anything shaped like a Nexor API key."""
@@ -33,6 +41,20 @@ def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
     for key, value in event.items():
         if isinstance(value, str):
             event[key] = redact(value)
+    return event
+
+
+CURRENT_ROW: ContextVar[tuple[int, str | None] | None] = ContextVar("row", default=None)
+"""(row, lead id) of the row the current task works on: every log event names them. One plain
+context variable, set and reset per row, costs a tenth of structlog's bind/unbind (~1 % of a
+row's CPU)."""
+
+
+def _add_row(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    current = CURRENT_ROW.get()
+    if current is not None:
+        event.setdefault("row", current[0])
+        event.setdefault("lead_id", current[1])
     return event
 
 
@@ -70,6 +92,7 @@ def configure_logging(fmt: str | None = None, *, level: int | None = None) -> st
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_row,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact_processor,

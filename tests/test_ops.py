@@ -245,10 +245,9 @@ def test_cron_run_logs_json_events(tmp_path: Path) -> None:
     """Off a terminal: JSON lines with a start event (settings, no key), retries, rate changes,
     failures and a final summary event."""
     path, seed, rows = make_migration(tmp_path, 60)
+    unknown = f"{rows[0]['lead_id'][:8]}{new_id()[8:]}"
     with path.open("a") as handle:
-        handle.write(
-            f"{rows[0]['lead_id'][:8]}{new_id()[8:]},{rows[0]['workflow_id']},,\n"
-        )  # unknown lead
+        handle.write(f"{unknown},{rows[0]['workflow_id']},,\n")
     rules = (FaultRule("503", rate=0.1, burst=1),)
     with start_sandbox(seed, rules=rules, rate_limit=40, burst=4) as box:
         result = run_cli(
@@ -276,6 +275,11 @@ def test_cron_run_logs_json_events(tmp_path: Path) -> None:
     final = next(e for e in events if e["event"] == "batch_assign.run_finished")
     assert (61, 1) == (final["rows"], final["exit_code"])
     assert all("timestamp" in e and "level" in e for e in events)
+    leads = dict(enumerate((r["lead_id"] for r in rows), start=1))
+    retries = [e for e in events if e["event"] == "batch_assign.retry_scheduled"]
+    assert all(leads[e["row"]] == e["lead_id"] for e in retries)  # a retry names its row
+    failed = next(e for e in events if e["event"] == "batch_assign.row_failed")
+    assert (61, unknown) == (failed["row"], failed["lead_id"])
 
 
 def test_the_key_appears_nowhere(tmp_path: Path) -> None:
