@@ -199,7 +199,7 @@ def open_input(path: str, *, truncate_ragged_lines: bool = False) -> pl.LazyFram
     try:
         if suffix in (".parquet", ".pq"):
             frame = pl.scan_parquet(file)
-            frame = frame.select(pl.all().cast(pl.String))
+            frame = frame.select(_as_text(n, t) for n, t in frame.collect_schema().items())
         else:
             if suffix not in (".csv", ".txt", ".tsv", ""):
                 raise InputFileError(path, f"unknown format {suffix!r}: use .csv or .parquet")
@@ -216,6 +216,16 @@ def open_input(path: str, *, truncate_ragged_lines: bool = False) -> pl.LazyFram
         raise
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputFileError(path, _polars_problem(exc, path)) from None
+
+
+def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A Parquet column as text. Lists do not cast to text in polars: they become JSON, so a
+    list column the job does not use neither stops the file nor is lost from the failures file."""
+    if isinstance(dtype, pl.List | pl.Array):
+        wrapped = pl.struct(pl.col(name).alias("v")).struct.json_encode()
+        text = wrapped.str.strip_prefix('{"v":').str.strip_suffix("}")
+        return pl.when(pl.col(name).is_null()).then(None).otherwise(text).alias(name)
+    return pl.col(name).cast(pl.String)
 
 
 def _polars_problem(exc: BaseException, path: str | None = None) -> str:
@@ -327,9 +337,12 @@ def input_chunks(
 
     last_row = 0
     try:
-        # Every column is parsed (selecting after, not in the query): polars only notices extra
-        # fields when it reads a row to its end. Parsing the unused ones costs little.
-        for chunk in chunks(open_input(path)):
+        frame = open_input(path)
+        if columns is not None and not _is_csv(path):
+            frame = frame.select(columns)
+        # A CSV's every column is parsed (selected after, not in the query): polars only notices
+        # extra fields when it reads a row to its end. Parsing the unused ones costs little.
+        for chunk in chunks(frame):
             if chunk.height:
                 last_row = chunk.get_column(_ROW)[-1]
             yield chunk, False
@@ -382,6 +395,7 @@ def _ragged_rows(path: str, columns: Columns) -> Generator[str | None, _Sent, No
     parsers ever disagree on a row or on the number of rows, the file is refused, not trusted."""
     width = len(columns.names)
     lead_at = columns.names.index(columns.lead_id)
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # polars takes long fields too
     problem: str | None = None
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle, delimiter=_separator(path))

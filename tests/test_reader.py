@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batch_assign.errors import InputFileError, UsageError
-from batch_assign.reader import normalize_uuid, read_batches
+from batch_assign.reader import input_chunks, normalize_uuid, read_batches
 
 LEAD = "0b7e5b0c-1d9f-4a7b-8d8a-2f7c3c9e6a21"
 WF = "6a1f0c1e-58d1-4a36-9a4e-0f4f2d4d8b11"
@@ -205,6 +205,33 @@ def test_parquet_input(tmp_path: Path) -> None:
     rows = rows_of(path)
     assert rows[0] == (1, LEAD, WF, "r", None, None)
     assert "not a valid UUID" in str(rows[1][5])
+
+
+def test_parquet_with_list_columns(tmp_path: Path) -> None:
+    """A list column (an export's tags, say) does not stop the file: the job's columns read as
+    usual, and `input_chunks`, which the failures file uses, gives the lists as JSON text."""
+    path = tmp_path / "in.parquet"
+    pl.DataFrame(
+        {
+            "lead_id": [LEAD, LEAD],
+            "workflow_id": [WF, WF],
+            "tags": [["a", "b"], None],
+            "n": [[1], []],
+        }
+    ).write_parquet(path)
+    assert rows_of(path) == [(1, LEAD, WF, None, None, None), (2, LEAD, WF, None, None, None)]
+    (chunk, truncated), *rest = input_chunks(str(path))
+    assert (False, []) == (truncated, rest)
+    assert chunk.get_column("tags").to_list() == ['["a","b"]', None]
+    assert chunk.get_column("n").to_list() == ["[1]", "[]"]
+
+
+def test_a_long_field_in_a_row_with_extra_fields(tmp_path: Path) -> None:
+    """The stdlib parser that finds the extra fields takes a field as long as polars does."""
+    long = "x" * 200_000
+    path = write(tmp_path, f"lead_id,workflow_id,reason\n{LEAD},{WF},{long},extra\n")
+    [(row, *_, error)] = rows_of(path)
+    assert (1, "4 fields where the header has 3 (past it: 'extra')") == (row, str(error)[:50])
 
 
 def test_streams_in_batches(tmp_path: Path) -> None:
