@@ -182,6 +182,45 @@ def test_a_row_with_an_unquoted_comma_is_invalid_and_the_rest_are_sent(tmp_path:
     ]
 
 
+def test_a_stop_while_a_page_is_read_sends_nothing_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop that comes while a worker reads the journal's next page: the rows that page hands
+    out are not sent but stay pending for a resume, and a resume sends each of them once."""
+    import batch_assign.dispatch as dispatch
+    from batch_assign.journal import Journal
+
+    path, seed, rows = make_migration(tmp_path, 12)
+    report = tmp_path / "in.report.csv"
+    dispatchers: list[dispatch.Dispatcher] = []
+    real_init, real_todo = dispatch.Dispatcher.__init__, Journal.todo
+
+    def init(self: dispatch.Dispatcher, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        dispatchers.append(self)
+
+    def todo(self: Journal, after_row: int, limit: int) -> list[Any]:
+        if after_row > 0 and dispatchers:  # the second page: stop, as a signal or limit would
+            dispatchers[-1].stop("stopped for the test", 3)
+        return real_todo(self, after_row, limit)
+
+    monkeypatch.setattr(dispatch._RowFeed.__init__, "__defaults__", (5,))
+    monkeypatch.setattr(dispatch.Dispatcher, "__init__", init)
+    monkeypatch.setattr(Journal, "todo", todo)
+    with start_sandbox(seed) as box:
+        stopped = run_job(config(box, path, report, concurrency=2))
+        assert 3 == stopped.exit_code
+        statuses = [r["status"] for r in read_report(report)]
+        assert ["pending"] * 7 == statuses[5:]
+        assert "pending" not in statuses[:5]
+        moved = Counter(entry.lead_id for entry in box.store.audit())
+        assert set(moved) <= {row["lead_id"] for row in rows[:5]}
+        monkeypatch.setattr(Journal, "todo", real_todo)
+        resumed = run_job(config(box, path, report))
+        assert 0 == resumed.exit_code
+        assert_each_moved_once(box, seed, rows)
+
+
 def test_503_and_429_are_retried_until_they_succeed(tmp_path: Path) -> None:
     """Not-applied answers (503 bursts, 429 with Retry-After) are retried; nothing is doubled."""
     path, seed, rows = make_migration(tmp_path, 90)
