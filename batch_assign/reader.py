@@ -284,8 +284,8 @@ def read_batches(
             raise UsageError(f"--workflow-id {workflow_id!r} is not a valid UUID")
     frame = open_input(path)
     columns = resolve_columns(path, column_names(path, frame), column_map, workflow_id is not None)
-    # The streaming query only selects; the per-row work runs eagerly on each batch, so what
-    # polars buffers ahead of us is the raw columns and nothing more.
+    # The streaming query only reads; the per-row work runs eagerly on each batch, so what
+    # polars buffers ahead of us is the raw columns (all of a CSV's, see `input_chunks`).
     raw = [c for c in (columns.lead_id, columns.workflow_id, columns.reason, columns.actor_id) if c]
     wanted = [_ROW, *dict.fromkeys(raw)]
     projection = _projection(columns, default_workflow, reason, actor_id)
