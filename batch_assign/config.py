@@ -74,6 +74,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.rate < 0:
             raise UsageError(f"--rate must be 0 (unlimited) or more, got {self.rate}")
+        if self.burst is not None and self.burst < 1:
+            raise UsageError(f"--burst must be at least 1 (1 = evenly spaced), got {self.burst}")
         if self.concurrency < 1:
             raise UsageError(f"--concurrency must be at least 1, got {self.concurrency}")
         if self.max_attempts < 1:

@@ -77,6 +77,11 @@ def test_version() -> None:
             {"NEXOR_API_KEY": "nxr_live_x"},
             "--reason is not valid UTF-8 (an undecodable byte at character 6)",
         ),
+        (
+            ["run", "{input}", "--burst", "0"],
+            {"NEXOR_API_KEY": "nxr_live_x"},
+            "--burst must be at least 1 (1 = evenly spaced), got 0",
+        ),
     ],
     ids=[
         "missing-file",
@@ -89,6 +94,7 @@ def test_version() -> None:
         "bad-column",
         "non-ascii-key",
         "undecodable-flag",
+        "bad-burst",
     ],
 )
 def test_usage_errors_exit_2_with_one_clear_line(
