@@ -234,10 +234,7 @@ class NexorClient:
             self._limiter.answered()
         status = response.status_code
         self.statuses[status] += 1
-        self._limiter.nearly_exhausted(
-            _int_header(response, "X-RateLimit-Limit"),
-            _int_header(response, "X-RateLimit-Remaining"),
-        )
+        self._limiter.nearly_exhausted(*_rate_headers(response))
         request_class = classify_status(status)
         if request_class is RequestClass.SUCCESS:
             return response
@@ -311,10 +308,22 @@ def _exception_text(exc: httpx.HTTPError) -> str:
     return text or "no details"
 
 
-def _int_header(response: httpx.Response, name: str) -> int | None:
-    value = response.headers.get(name)
+def _rate_headers(response: httpx.Response) -> tuple[int | None, int | None]:
+    """`X-RateLimit-Limit` and `-Remaining` as numbers, in one pass over the headers (two
+    `headers.get` calls cost ~2 % of a row's CPU)."""
+    limit = remaining = None
+    for key, value in response.headers.raw:
+        name = key.lower()
+        if name == b"x-ratelimit-limit":
+            limit = _int(value)
+        elif name == b"x-ratelimit-remaining":
+            remaining = _int(value)
+    return limit, remaining
+
+
+def _int(value: bytes) -> int | None:
     try:
-        return int(value) if value is not None else None
+        return int(value)
     except ValueError:
         return None
 

@@ -12,7 +12,7 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from batch_assign.client import _retry_after
+from batch_assign.client import _rate_headers, _retry_after
 from batch_assign.errors import NotAppliedError, PermanentError
 from batch_assign.limiter import RateLimiter, precise_sleep
 from batch_assign.retry import retrying
@@ -479,6 +479,22 @@ def test_retry_after_as_an_http_date_is_the_time_left() -> None:
     wait = _retry_after(httpx.Response(429, headers={"Retry-After": when}))
     assert wait is not None
     assert 28 <= wait <= 30
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "7"}, (100, 7)),
+        ({"x-ratelimit-remaining": " 0 ", "X-RATELIMIT-LIMIT": "5"}, (5, 0)),
+        ({"X-RateLimit-Limit": "1.5", "X-RateLimit-Remaining": "many"}, (None, None)),
+        ({"X-RateLimit-Reset": "1700000000"}, (None, None)),
+    ],
+)
+def test_rate_headers_are_read_whatever_their_case(
+    headers: dict[str, str], expected: tuple[int | None, int | None]
+) -> None:
+    """The budget headers the limiter slows down on: any case, numbers only."""
+    assert _rate_headers(httpx.Response(200, headers=headers)) == expected
 
 
 def test_auto_concurrency_grows_until_the_rate_is_reached() -> None:
