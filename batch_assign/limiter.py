@@ -4,6 +4,8 @@ It is a GCRA token bucket: each request is given a theoretical send time `1/rate
 one, `burst` requests may run early, and oversleeping never accumulates into a lower rate (the
 schedule, not the wake-up time, sets the next slot). A 429 pauses the whole pool for `Retry-After`
 and cuts the rate; the rate then grows back by a twentieth of the target each second (AIMD).
+Without `Retry-After` the pause is 1 s, doubling (up to a minute) only while each restart is
+refused at once.
 Callers queue on a FIFO lock, so workers are served in arrival order.
 
 The limiter keeps a ceiling: the pace the server's limit allows, as far as we know it.
@@ -110,6 +112,7 @@ class RateLimiter:
         self._in_flight = 0  # acquired and not yet answered
         self._pool = pool  # requests that may be in flight at once (grows if more are seen)
         self._refused_in_a_row = 0  # 429s that each came within a second of the last pause
+        self._backoff = 0  # the same count, for the pause when no Retry-After comes
         self._first_answer: anyio.Event | None = None
         self._first_done = False  # the first request came back (or was never sent)
         self._cut_untried = False  # the budget just lowered the rate: no request went at it yet
@@ -201,18 +204,22 @@ class RateLimiter:
         the pool restarts after it with one request, not a burst.
         """
         now = self._clock()
-        pause = retry_after if retry_after is not None else min(2.0 ** min(self.pauses, 6), 60.0)
-        already_paused = now < self._paused_until
-        self._paused_until = max(self._paused_until, now + pause)
-        if already_paused:
+        if now < self._paused_until:  # answers to requests sent before the pause: one 429
+            if retry_after is not None:
+                self._paused_until = max(self._paused_until, now + retry_after)
             return self._paused_until - now
+        refused_again = now - self._pause_ended < _REFUSED_AGAIN_S
+        # No Retry-After: 1 s, doubling only while the pool is refused again as soon as it
+        # restarts (up to a minute); a 429 after a quiet spell starts over at 1 s.
+        self._backoff = self._backoff + 1 if refused_again else 0
+        pause = retry_after if retry_after is not None else min(2.0 ** min(self._backoff, 6), 60.0)
+        self._paused_until = now + pause
         self.pauses += 1
         if not self.pacing:  # no --rate and no limit seen yet: what we sent at was refused
             self.rate = self._unpaced_rate(now)  # logged as `old` by the cut below
         # If the budget headers on this same answer already brought the rate under the limit,
         # the 429 was earned at the old pace: pause, but do not cut again.
         if not self._cut_untried:
-            refused_again = now - self._pause_ended < _REFUSED_AGAIN_S
             self._refused_in_a_row = self._refused_in_a_row + 1 if refused_again else 0
             if self._refused_in_a_row >= 2:
                 # Twice refused as soon as the pool restarted: no jitter, the limit is far lower.

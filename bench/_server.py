@@ -1,12 +1,13 @@
 """A minimal loopback stand-in for benchmarks: canned answers, so the server is not what we measure.
 
     python bench/_server.py [--latency-ms 0] [--rate-limit 0] [--burst 1] [--no-rate-headers]
-                            [--announce-limit N]
+                            [--announce-limit N] [--no-retry-after]
 
 Prints `listening on http://127.0.0.1:PORT/api/public` and serves until killed. POST
 assign-workflow answers 201, GET /leads/{id} answers 200 with no active run. With --rate-limit, a
 token bucket answers 429 with Retry-After (whole seconds, as the sandbox does) and counts them.
---announce-limit sends another X-RateLimit-Limit than the bucket's rate (a per-minute figure, say).
+--announce-limit sends another X-RateLimit-Limit than the bucket's rate (a per-minute figure, say);
+--no-retry-after leaves Retry-After off the 429s.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=1)
     parser.add_argument("--no-rate-headers", action="store_true")
     parser.add_argument("--announce-limit", type=float, default=0.0)
+    parser.add_argument("--no-retry-after", action="store_true", help="429s without Retry-After")
     args = parser.parse_args()
     tokens, stamp = float(args.burst), time.monotonic()
     counts = {"ok": 0, "429": 0}
@@ -60,7 +62,7 @@ def main() -> None:
             )
             return False, headers
         wait = max(1, math.ceil((1 - tokens) / args.rate_limit))
-        return True, {"Retry-After": str(wait)}
+        return True, {} if args.no_retry_after else {"Retry-After": str(wait)}
 
     async def handle(request: web.Request) -> web.Response:
         if args.latency_ms:

@@ -10,7 +10,8 @@ Scenarios (one run each, same machine, same minimal server):
   the server's limit is all that paces the run.
   no --rate against a server announcing its limit per minute (X-RateLimit-Limit 60 x the rate):
   the limiter must stop trusting that number and learn the limit from 429s.
-  The server answers 429 with a whole-second Retry-After, as the sandbox does.
+  The server answers 429 with a whole-second Retry-After, as the sandbox does, except in "bare
+  429s" (server at half, no headers, no Retry-After): the limiter's own backoff sets the pauses.
   CPU s is the client's CPU time for the run, pacing included.
 
 --loaded repeats the burst-1 scenario while one busy-looping process per core competes for the
@@ -40,12 +41,14 @@ def main() -> None:
     args = parser.parse_args()
     no_headers = ("--no-rate-headers",)
     per_minute = ("--announce-limit", str(int(args.rate * 60)))
+    bare = (*no_headers, "--no-retry-after")
     # (name, server limit, server burst, CPU busy, server flags, our --rate)
     scenarios: list[tuple[str, float, int, bool, tuple[str, ...], float]] = [
         ("limit = rate, burst 1", args.rate, 1, False, (), args.rate),
         ("limit = rate, burst 10", args.rate, 10, False, (), args.rate),
         ("limit = rate / 2", args.rate / 2, 10, False, (), args.rate),
         ("rate / 2, no headers", args.rate / 2, 10, False, no_headers, args.rate),
+        ("rate / 2, bare 429s", args.rate / 2, 10, False, bare, args.rate),
         ("no --rate", args.rate, 10, False, (), 0.0),
         ("no --rate, no headers", args.rate, 10, False, no_headers, 0.0),
         ("no --rate, per minute", args.rate, 10, False, per_minute, 0.0),

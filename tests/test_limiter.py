@@ -291,6 +291,31 @@ async def test_429_without_retry_after_backs_off_exponentially() -> None:
     assert pauses == [1.0, 2.0, 4.0]
 
 
+async def test_without_retry_after_the_backoff_starts_over_after_a_quiet_spell() -> None:
+    """The pause doubles only while the pool is refused as soon as it restarts: a 429 that comes
+    after requests went through again pauses 1 s, not the run's n-th doubling (it used to grow
+    to a minute per 429 over a long run against a server that sends no Retry-After)."""
+    lim, clock = limiter(10, 1)
+    pauses = []
+    for _ in range(3):  # refused right after each restart: 1, 2, 4
+        pauses.append(lim.rate_limited(None))
+        await lim.acquire()
+        lim.answered()
+    clock.now += 5.0  # a quiet spell: requests go through
+    pauses.append(lim.rate_limited(None))
+    assert pauses == [1.0, 2.0, 4.0, 1.0]
+
+
+async def test_answers_in_flight_during_a_pause_neither_lengthen_nor_double_it() -> None:
+    lim, clock = limiter(10, 1)
+    assert 1.0 == lim.rate_limited(None)
+    clock.now += 0.5
+    assert 0.5 == lim.rate_limited(None)  # sent before the pause: same pause, no doubling
+    assert 1 == lim.pauses
+    clock.now += 0.6  # the pause is over; refused again at once: now it doubles
+    assert 2.0 == lim.rate_limited(None)
+
+
 async def test_rate_recovers_gradually_to_the_target() -> None:
     """After a decrease the rate grows back by 5 % of the target each second up to 90 % of the
     refused rate, then by 1 % a second: never above the target."""
