@@ -284,8 +284,8 @@ def read_batches(
             raise UsageError(f"--workflow-id {workflow_id!r} is not a valid UUID")
     frame = open_input(path)
     columns = resolve_columns(path, column_names(path, frame), column_map, workflow_id is not None)
-    # The streaming query only reads; the per-row work runs eagerly on each batch, so what
-    # polars buffers ahead of us is the raw columns (all of a CSV's, see `input_chunks`).
+    # The streaming query only selects; the per-row work runs eagerly on each batch, so what
+    # polars buffers ahead of us is the raw columns and nothing more.
     raw = [c for c in (columns.lead_id, columns.workflow_id, columns.reason, columns.actor_id) if c]
     wanted = [_ROW, *dict.fromkeys(raw)]
     projection = _projection(columns, default_workflow, reason, actor_id)
@@ -331,18 +331,19 @@ def input_chunks(
     makes polars refuse the file, so from there on it is read again with them dropped, and the
     caller learns which rows had them from `_ragged_rows`. Files without such rows pay nothing."""
 
-    def chunks(frame: pl.LazyFrame) -> Iterator[pl.DataFrame]:
-        for chunk in frame.collect_batches(chunk_size=chunk_size, maintain_order=True):
-            yield chunk.select(columns) if columns is not None else chunk
+    def chunks(frame: pl.LazyFrame, every_column: bool = False) -> Iterator[pl.DataFrame]:
+        frame = frame.select(columns) if columns is not None else frame
+        # polars only notices extra fields when it parses a row to its end: a CSV's first pass
+        # parses every column (no projection pushdown), then keeps `columns` before buffering.
+        # That costs ~15 % more parse time; what polars reads ahead stays as small as before.
+        flags = pl.QueryOptFlags(projection_pushdown=not every_column)
+        return frame.collect_batches(
+            chunk_size=chunk_size, maintain_order=True, optimizations=flags
+        )
 
     last_row = 0
     try:
-        frame = open_input(path)
-        if columns is not None and not _is_csv(path):
-            frame = frame.select(columns)
-        # A CSV's every column is parsed (selected after, not in the query): polars only notices
-        # extra fields when it reads a row to its end. Parsing the unused ones costs little.
-        for chunk in chunks(frame):
+        for chunk in chunks(open_input(path), every_column=_is_csv(path)):
             if chunk.height:
                 last_row = chunk.get_column(_ROW)[-1]
             yield chunk, False
@@ -352,7 +353,6 @@ def input_chunks(
             raise InputFileError(path, _polars_problem(exc, path)) from None
     try:
         tolerant = open_input(path, truncate_ragged_lines=True).filter(pl.col(_ROW) > last_row)
-        tolerant = tolerant.select(columns) if columns is not None else tolerant
         for chunk in chunks(tolerant):
             yield chunk, True
     except (pl.exceptions.PolarsError, OSError) as exc:
