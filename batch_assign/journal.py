@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from batch_assign.errors import InputFileError, JournalMismatchError
 from batch_assign.reader import ReadBatch
 from batch_assign.records import Outcome, Status
@@ -63,6 +65,52 @@ CREATE TABLE IF NOT EXISTS sessions (
     sent_rows INTEGER DEFAULT 0, exit_code INTEGER, stop_reason TEXT
 );
 """
+
+
+def _from_json(*names: str) -> str:
+    """A subquery with one row per element of the JSON array `?` of arrays, as columns `names`."""
+    columns = ", ".join(f"json_extract(value, '$[{i}]') AS {name}" for i, name in enumerate(names))
+    return f"(SELECT {columns} FROM json_each(?)) AS u"
+
+
+# Each update per row (`executemany`) and over a JSON array of the same tuples (row last).
+_INTENT_EACH = (
+    "UPDATE rows SET phase = 'sending', prior_run_id = ?, previous_workflow_id = ? WHERE row = ?"
+)
+_INTENT_BULK = (
+    "UPDATE rows SET phase = 'sending', prior_run_id = u.prior, previous_workflow_id = u.previous"
+    f" FROM {_from_json('prior', 'previous', 'row')} WHERE rows.row = u.row"
+)
+_OUTCOME_EACH = (
+    "UPDATE rows SET status = ?, phase = ?, movement_type = ?, workflow_run_id = ?,"
+    " workflow_name = ?, paused = ?, previous_workflow_id = COALESCE(?, previous_workflow_id),"
+    " http_status = ?, error = ?, attempts = attempts + ?, duration_ms = ?, completed_at = ?"
+    " WHERE row = ?"
+)
+_OUTCOME_BULK = (
+    "UPDATE rows SET status = u.status, phase = u.phase, movement_type = u.movement,"
+    " workflow_run_id = u.run, workflow_name = u.name, paused = u.paused,"
+    " previous_workflow_id = COALESCE(u.previous, rows.previous_workflow_id),"
+    " http_status = u.http, error = u.error, attempts = rows.attempts + u.attempts,"
+    " duration_ms = u.ms, completed_at = u.at"
+    " FROM "
+    + _from_json(
+        "status",
+        "phase",
+        "movement",
+        "run",
+        "name",
+        "paused",
+        "previous",
+        "http",
+        "error",
+        "attempts",
+        "ms",
+        "at",
+        "row",
+    )
+    + " WHERE rows.row = u.row"
+)
 
 
 def _now() -> str:
@@ -112,6 +160,7 @@ class Journal:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute("PRAGMA journal_size_limit=67108864")  # a big ingest leaves no huge WAL
         self._db.executescript(_SCHEMA)
+        self._bulk = _can_update_in_bulk(self._db)
         self.session_id: int | None = None
         self._reader: sqlite3.Connection | None = None  # the producer's own connection
 
@@ -296,24 +345,26 @@ class Journal:
                     (*(counters[n] for n in names), self.session_id),
                 )
             if intents:
-                self._db.executemany(
-                    "UPDATE rows SET phase = 'sending', prior_run_id = ?, previous_workflow_id = ?"
-                    " WHERE row = ?",
-                    [(prior, previous, row) for row, prior, previous in intents],
-                )
+                params = [(prior, previous, row) for row, prior, previous in intents]
+                self._update(_INTENT_EACH, _INTENT_BULK, params)
             if outcomes:
-                self._db.executemany(
-                    "UPDATE rows SET status = ?, phase = ?, movement_type = ?,"
-                    " workflow_run_id = ?, workflow_name = ?, paused = ?,"
-                    " previous_workflow_id = COALESCE(?, previous_workflow_id), http_status = ?,"
-                    " error = ?, attempts = attempts + ?, duration_ms = ?, completed_at = ?"
-                    " WHERE row = ?",
-                    [_outcome_params(outcome, now) for outcome in outcomes],
-                )
+                last = {outcome.row: outcome for outcome in outcomes}  # one update per row
+                params = [_outcome_params(outcome, now) for outcome in last.values()]
+                self._update(_OUTCOME_EACH, _OUTCOME_BULK, params)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+    def _update(self, each: str, bulk: str, params: list[tuple[Any, ...]]) -> None:
+        """Run an update for every tuple of `params`: as one statement over a JSON array where
+        SQLite can (3.33+, with JSON). `executemany` steps once per row, and lets go of the GIL
+        and takes it back each time: with the event loop busy, every retake waited, and a commit
+        of 60 rows took 2.7 ms in the writer thread instead of 0.2 ms."""
+        if self._bulk:
+            self._db.execute(bulk, (orjson.dumps(params),))
+        else:
+            self._db.executemany(each, params)
 
     # --- sessions and reporting -----------------------------------------------------------
 
@@ -412,6 +463,16 @@ class Journal:
             row: (IN_DOUBT_ERROR if status == "pending" else (error or status))
             for row, error, status, _ in rows
         }
+
+
+def _can_update_in_bulk(db: sqlite3.Connection) -> bool:
+    """UPDATE ... FROM (SQLite 3.33) and json_each (JSON, built in since 3.38)."""
+    try:
+        for bulk in (_INTENT_BULK, _OUTCOME_BULK):
+            db.execute(bulk, ("[]",))
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 def _outcome_params(outcome: Outcome, now: str) -> tuple[Any, ...]:
