@@ -36,7 +36,11 @@ class JournalWriter:
         self._counters_saved = -_COUNTERS_EVERY_S
 
     async def intent(self, row: int, prior_run_id: str | None, previous: str | None) -> None:
-        self._intents.append((row, prior_run_id, previous))
+        await self.intents([(row, prior_run_id, previous)])
+
+    async def intents(self, intents: list[tuple[int, str | None, str | None]]) -> None:
+        """Return once `(row, prior_run_id, previous_workflow_id)` intents are committed."""
+        self._intents.extend(intents)
         committed = self._next_commit
         self._wake.set()
         await committed.wait()

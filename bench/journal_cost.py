@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -69,10 +68,8 @@ def main() -> None:
                         concurrency=args.concurrency,
                         check_current=False,
                     )
-                    started = time.perf_counter()
                     summary = run_job(config)
                     results[name].append(args.rows / summary.extra["dispatch_s"])  # type: ignore[operator]
-                    del started
         Journal.apply = real_apply  # type: ignore[method-assign]
     print(
         f"{'variant':<14} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -34,13 +35,14 @@ def config(box: RunningSandbox, input_path: Path, report: Path, **overrides: Any
 
 
 def assert_each_moved_once(
-    box: RunningSandbox, seed: dict[str, Any], rows: list[dict[str, str]]
+    box: RunningSandbox, seed: dict[str, Any], rows: list[dict[str, str]], *, checked: bool = True
 ) -> None:
-    """G1/G2 from the audit: one assignment per lead that was not already in its target, none else."""
+    """G1/G2 from the audit: one assignment per lead that was not already in its target, none
+    else (`checked`: with the pre-check; without it, every lead is assigned once)."""
     current = {lead["id"]: lead.get("workflow_id") for lead in seed["leads"]}
     per_lead = Counter(entry.lead_id for entry in box.store.audit())
     for row in rows:
-        moved = current[row["lead_id"]] != row["workflow_id"]
+        moved = current[row["lead_id"]] != row["workflow_id"] or not checked
         assert (1 if moved else 0) == per_lead[row["lead_id"]], row
         assert row["workflow_id"] == box.store.active_workflow(row["lead_id"])
 
@@ -182,11 +184,14 @@ def test_a_row_with_an_unquoted_comma_is_invalid_and_the_rest_are_sent(tmp_path:
     ]
 
 
+@pytest.mark.parametrize("check_current", [True, False])
 def test_a_stop_while_a_page_is_read_sends_nothing_more(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, check_current: bool
 ) -> None:
-    """A stop that comes while a worker reads the journal's next page: the rows that page hands
-    out are not sent but stay pending for a resume, and a resume sends each of them once."""
+    """A stop that comes while the workers wait for the journal's next page: the rows that page
+    hands out are not sent but stay pending for a resume, and a resume sends each of them once.
+    Without the pre-check, the feed commits rows' intents ahead: those rows are pending too,
+    not in doubt."""
     import batch_assign.dispatch as dispatch
     from batch_assign.journal import Journal
 
@@ -201,14 +206,16 @@ def test_a_stop_while_a_page_is_read_sends_nothing_more(
 
     def todo(self: Journal, after_row: int, limit: int) -> list[Any]:
         if after_row > 0 and dispatchers:  # the second page: stop, as a signal or limit would
+            time.sleep(0.5)  # (in a thread) until the workers wait for this page
             dispatchers[-1].stop("stopped for the test", 3)
         return real_todo(self, after_row, limit)
 
-    monkeypatch.setattr(dispatch._RowFeed.__init__, "__defaults__", (5,))
+    monkeypatch.setattr(dispatch._RowFeed.__init__, "__kwdefaults__", {"ahead": 5, "page_size": 5})
     monkeypatch.setattr(dispatch.Dispatcher, "__init__", init)
     monkeypatch.setattr(Journal, "todo", todo)
     with start_sandbox(seed) as box:
-        stopped = run_job(config(box, path, report, concurrency=2))
+        options = {"concurrency": 2, "check_current": check_current}
+        stopped = run_job(config(box, path, report, **options))
         assert 3 == stopped.exit_code
         statuses = [r["status"] for r in read_report(report)]
         assert ["pending"] * 7 == statuses[5:]
@@ -216,9 +223,9 @@ def test_a_stop_while_a_page_is_read_sends_nothing_more(
         moved = Counter(entry.lead_id for entry in box.store.audit())
         assert set(moved) <= {row["lead_id"] for row in rows[:5]}
         monkeypatch.setattr(Journal, "todo", real_todo)
-        resumed = run_job(config(box, path, report))
+        resumed = run_job(config(box, path, report, **options))
         assert 0 == resumed.exit_code
-        assert_each_moved_once(box, seed, rows)
+        assert_each_moved_once(box, seed, rows, checked=check_current)
 
 
 def test_503_and_429_are_retried_until_they_succeed(tmp_path: Path) -> None:
