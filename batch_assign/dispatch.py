@@ -1,10 +1,11 @@
 """Dispatcher: a bounded pool of workers sends every pending journal row, exactly once.
 
 One task group owns `concurrency` workers, which take the journal's pending rows from a shared
-paged feed, and the journal writer. Per row: [GET pre-check (G4)] → intent committed → POST →
-classify; ambiguous answers are verified through GET (G3) and never blindly resent. A row's
-failure becomes an `Outcome`; only auth failures, thresholds and signals stop the run, and then
-unsent rows stay `pending`.
+paged feed, the feed's refill task and the journal writer. Per row: [GET pre-check (G4)] →
+intent committed (without the pre-check, by the feed, ahead of the row) → POST → classify;
+ambiguous answers are verified through GET (G3) and never blindly resent. A row's failure
+becomes an `Outcome`; only auth failures, thresholds and signals stop the run, and then unsent
+rows stay `pending`.
 """
 
 from __future__ import annotations
