@@ -373,7 +373,8 @@ class Dispatcher:
 
     # --- one row --------------------------------------------------------------------------
 
-    async def _process(self, row: JournalRow) -> Outcome:
+    async def _process(self, row: JournalRow) -> Outcome | None:
+        """The row's outcome; None if it stays in doubt for the next run to verify."""
         started = time.monotonic()
         prior_run, previous = row.prior_run_id, row.previous_workflow_id
         if row.in_doubt:
@@ -382,6 +383,8 @@ class Dispatcher:
                 return self._verified(
                     row, state, prior_run, previous, "resumed after a stop", started, 0
                 )
+            if verdict is _Verdict.UNKNOWN and state is None:
+                return None  # the lead could not be read: left in doubt, not given up on
             if verdict is _Verdict.UNKNOWN:
                 return self._uncertain(row, previous, "resumed after a stop", started, 0, state)
         elif self._settings.check_current or self._settings.dry_run:

@@ -28,7 +28,7 @@ __all__ = ["IN_DOUBT_ERROR", "Journal", "JournalRow", "JournalState", "fingerpri
 
 SCHEMA_VERSION = "1"
 IN_DOUBT_ERROR = (
-    "sent, but the run stopped before the answer was recorded; "
+    "may have been sent when the run stopped, and is not verified yet; "
     "run the same command again to verify it"
 )
 REPORT_COLUMNS = (

@@ -172,7 +172,7 @@ def _stuck_run(
 
 def test_grace_period_bounds_the_wait_and_resume_verifies(tmp_path: Path) -> None:
     """Requests still in flight when --grace runs out are left in doubt, reported as uncertain
-    with what to do, and verified (not resent) by the next run."""
+    with what to do, and verified (not resent) by the next run that can read the leads back."""
     path, report, seed, rows, sandbox_cm = _stuck_run(tmp_path)
     with sandbox_cm as box:
         proc = start(path, report, box, "--grace", "1", "--timeout", "60")
@@ -186,6 +186,22 @@ def test_grace_period_bounds_the_wait_and_resume_verifies(tmp_path: Path) -> Non
         in_doubt = [r for r in got if r["status"] == "uncertain"]
         assert 4 == len(in_doubt)
         assert "run the same command again to verify it" in in_doubt[0]["error"]
+        # A resume during an outage cannot read the leads back: they stay in doubt, not given up
+        # on as uncertain, and are neither resent nor settled.
+        box.settings.faults.rules = (FaultRule("503", rate=1.0, burst=1),)
+        outage = run_cli(
+            *cli_command(path, report, box, "--max-attempts", "1")[3:],
+            env={"NEXOR_API_KEY": box.api_key},
+        )
+        assert 1 == outage.returncode, outage.stderr[-2000:]
+        assert "batch_assign.verify_failed" in outage.stderr
+        after_outage = {r["lead_id"]: r for r in read_report(report)}
+        for row in in_doubt:
+            assert (
+                "run the same command again to verify it" in after_outage[row["lead_id"]]["error"]
+            )
+        assert 4 == box.settings.stats["POST assign"]
+        box.settings.faults.rules = ()
         resumed = run_cli(*cli_command(path, report, box)[3:], env={"NEXOR_API_KEY": box.api_key})
         assert 0 == resumed.returncode, resumed.stderr[-2000:]
         assert_exactly_once(box, seed, rows)
