@@ -330,6 +330,8 @@ class Dispatcher:
             if self._autoscale is None:
                 return await self._process(row)
             async with self._autoscale.limiter:
+                if self._stop_reason is not None:  # stopped while this worker waited its turn
+                    return None if row.in_doubt else Outcome(row.row, Status.PENDING)
                 started = time.monotonic()
                 outcome = await self._process(row)
                 self._autoscale.observe(time.monotonic() - started)

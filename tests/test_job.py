@@ -228,6 +228,43 @@ def test_a_stop_while_a_page_is_read_sends_nothing_more(
         assert_each_moved_once(box, seed, rows, checked=check_current)
 
 
+def test_a_stop_sends_nothing_more_from_workers_waiting_for_their_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --concurrency auto, workers beyond the current limit hold a row while they wait for
+    their turn; a stop returns those rows to pending rather than sending them."""
+    import batch_assign.dispatch as dispatch
+    from batch_assign.autoscale import AUTO_START, ConcurrencyController
+
+    path, seed, rows = make_migration(tmp_path, 120)
+    report = tmp_path / "auto.report.csv"
+    dispatchers: list[dispatch.Dispatcher] = []
+    real_init, real_observe = dispatch.Dispatcher.__init__, ConcurrencyController.observe
+
+    def init(self: dispatch.Dispatcher, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        dispatchers.append(self)
+
+    def observe(self: ConcurrencyController, seconds: float) -> None:
+        dispatchers[-1].stop("stopped for the test", 3)  # the first answer: stop
+        real_observe(self, seconds)
+
+    monkeypatch.setattr(dispatch.Dispatcher, "__init__", init)
+    monkeypatch.setattr(ConcurrencyController, "observe", observe)
+    options = {"concurrency": 64, "auto_concurrency": True, "check_current": False}
+    with start_sandbox(seed, latency_ms=300) as box:
+        stopped = run_job(config(box, path, report, **options))
+        assert 3 == stopped.exit_code
+        sent = box.settings.stats["POST assign"]
+        assert sent <= AUTO_START
+        statuses = Counter(r["status"] for r in read_report(report))
+        assert {"succeeded": sent, "pending": 120 - sent} == dict(statuses)
+        monkeypatch.setattr(ConcurrencyController, "observe", real_observe)
+        resumed = run_job(config(box, path, report, **options))
+        assert 0 == resumed.exit_code
+        assert_each_moved_once(box, seed, rows, checked=False)
+
+
 def test_503_and_429_are_retried_until_they_succeed(tmp_path: Path) -> None:
     """Not-applied answers (503 bursts, 429 with Retry-After) are retried; nothing is doubled."""
     path, seed, rows = make_migration(tmp_path, 90)
