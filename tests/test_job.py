@@ -184,6 +184,21 @@ def test_a_row_with_an_unquoted_comma_is_invalid_and_the_rest_are_sent(tmp_path:
     ]
 
 
+def dispatchers_made(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every `Dispatcher` the job makes from here on, so a test can stop it from a hook."""
+    import batch_assign.dispatch as dispatch
+
+    made: list[dispatch.Dispatcher] = []
+    real_init = dispatch.Dispatcher.__init__
+
+    def init(self: dispatch.Dispatcher, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(dispatch.Dispatcher, "__init__", init)
+    return made
+
+
 @pytest.mark.parametrize("check_current", [True, False])
 def test_a_stop_while_a_page_is_read_sends_nothing_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, check_current: bool
@@ -197,12 +212,8 @@ def test_a_stop_while_a_page_is_read_sends_nothing_more(
 
     path, seed, rows = make_migration(tmp_path, 12)
     report = tmp_path / "in.report.csv"
-    dispatchers: list[dispatch.Dispatcher] = []
-    real_init, real_todo = dispatch.Dispatcher.__init__, Journal.todo
-
-    def init(self: dispatch.Dispatcher, *args: Any, **kwargs: Any) -> None:
-        real_init(self, *args, **kwargs)
-        dispatchers.append(self)
+    dispatchers = dispatchers_made(monkeypatch)
+    real_todo = Journal.todo
 
     def todo(self: Journal, after_row: int, limit: int) -> list[Any]:
         if after_row > 0 and dispatchers:  # the second page: stop, as a signal or limit would
@@ -211,7 +222,6 @@ def test_a_stop_while_a_page_is_read_sends_nothing_more(
         return real_todo(self, after_row, limit)
 
     monkeypatch.setattr(dispatch._RowFeed.__init__, "__kwdefaults__", {"ahead": 5, "page_size": 5})
-    monkeypatch.setattr(dispatch.Dispatcher, "__init__", init)
     monkeypatch.setattr(Journal, "todo", todo)
     with start_sandbox(seed) as box:
         options = {"concurrency": 2, "check_current": check_current}
@@ -233,23 +243,17 @@ def test_a_stop_sends_nothing_more_from_workers_waiting_for_their_turn(
 ) -> None:
     """With --concurrency auto, workers beyond the current limit hold a row while they wait for
     their turn; a stop returns those rows to pending rather than sending them."""
-    import batch_assign.dispatch as dispatch
     from batch_assign.autoscale import AUTO_START, ConcurrencyController
 
     path, seed, rows = make_migration(tmp_path, 120)
     report = tmp_path / "auto.report.csv"
-    dispatchers: list[dispatch.Dispatcher] = []
-    real_init, real_observe = dispatch.Dispatcher.__init__, ConcurrencyController.observe
-
-    def init(self: dispatch.Dispatcher, *args: Any, **kwargs: Any) -> None:
-        real_init(self, *args, **kwargs)
-        dispatchers.append(self)
+    dispatchers = dispatchers_made(monkeypatch)
+    real_observe = ConcurrencyController.observe
 
     def observe(self: ConcurrencyController, seconds: float) -> None:
         dispatchers[-1].stop("stopped for the test", 3)  # the first answer: stop
         real_observe(self, seconds)
 
-    monkeypatch.setattr(dispatch.Dispatcher, "__init__", init)
     monkeypatch.setattr(ConcurrencyController, "observe", observe)
     options = {"concurrency": 64, "auto_concurrency": True, "check_current": False}
     with start_sandbox(seed, latency_ms=300) as box:
