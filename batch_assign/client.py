@@ -216,7 +216,7 @@ class NexorClient:
         )
         if json is not None:
             request.headers["Content-Length"] = str(len(content))
-        await self._limiter.acquire()
+        sent = await self._limiter.acquire()
         self.requests += 1
         try:
             response = await self._transport.handle_async_request(request)
@@ -231,7 +231,7 @@ class NexorClient:
             ) from None
         finally:
             # Waiters resume only when this task next yields: after the headers below are read.
-            self._limiter.answered()
+            self._limiter.answered(sent)
         status = response.status_code
         self.statuses[status] += 1
         self._limiter.nearly_exhausted(*_rate_headers(response))

@@ -106,6 +106,96 @@ async def test_a_late_wake_up_never_squeezes_the_next_request() -> None:
     assert min(gaps) >= 0.0097 - 1e-9  # never under the server's interval (our pace is 97 % of it)
 
 
+async def answered_after(lim: RateLimiter, clock: FakeClock, round_trip: float) -> float:
+    """Send one request; its answer comes `round_trip` later. Returns when it was sent."""
+    sent = await lim.acquire()
+    clock.now += round_trip
+    lim.answered(sent)
+    return sent
+
+
+async def one_token_bucket(lim: RateLimiter, clock: FakeClock, how: str) -> None:
+    """Show `lim` a server whose bucket holds about one request."""
+    await times(lim, clock, 1)  # the first request goes alone
+    if how == "budget":  # paced under the announced limit, and still nothing left
+        lim.nearly_exhausted(limit=20, remaining=3)
+        lim.nearly_exhausted(limit=20, remaining=0)
+    else:  # a 429 while paced under the announced limit: jitter beat the margin
+        lim.nearly_exhausted(limit=10, remaining=0)
+        await times(lim, clock, 1)  # sent at the announced pace, and refused
+        clock.now += lim.rate_limited(1.0)
+
+
+@pytest.mark.parametrize("how", ["budget", "rate_limited"])
+async def test_once_the_bucket_shows_one_token_a_late_answer_holds_the_next_request_back(
+    how: str,
+) -> None:
+    """A one-token server refuses the request after one it handled late. Once the limiter has
+    seen such a bucket, the next request goes an interval after the answer to the last one, less
+    the quickest round trip: a slow answer (the server may have handled it late) delays it."""
+    lim, clock = limiter(10, 1)
+    await one_token_bucket(lim, clock, how)
+    interval = 1 / lim.rate
+    for _ in range(3):
+        await answered_after(lim, clock, 0.005)  # quick answers change nothing
+    late = await answered_after(lim, clock, 0.030)
+    after = await answered_after(lim, clock, 0.005)
+    assert after == pytest.approx(late + 0.030 - 0.005 + interval)
+    assert await lim.acquire() == pytest.approx(after + interval)  # back to the plain pace
+
+
+async def test_until_then_a_late_answer_changes_nothing() -> None:
+    """Pacing from answers costs rate whenever round trips vary: only a bucket of about one
+    request is worth it. A bucket of ten, or none announced, keeps the plain schedule."""
+    lim, clock = limiter(10, 1)
+    lim.nearly_exhausted(limit=20, remaining=9)
+    await answered_after(lim, clock, 0.005)
+    late = await answered_after(lim, clock, 0.030)
+    assert await lim.acquire() == pytest.approx(late + 0.1)
+
+
+async def test_an_answer_to_an_older_request_does_not_move_the_schedule() -> None:
+    """With answers slower than the interval, the one that matters is already out: an answer to
+    any request but the latest one says nothing about the next."""
+    lim, clock = limiter(10, 1)
+    await one_token_bucket(lim, clock, "budget")
+    await answered_after(lim, clock, 0.005)  # the quickest round trip: 5 ms
+    older = await lim.acquire()
+    latest = await lim.acquire()
+    clock.now += 0.05
+    lim.answered(older)  # 150 ms after it was sent, and after the latest went
+    assert await lim.acquire() == pytest.approx(latest + 0.1)
+
+
+@pytest.mark.parametrize("news", ["late answer", "429"])
+async def test_a_request_waiting_for_its_slot_honours_what_came_meanwhile(news: str) -> None:
+    """The slot is checked again after each sleep: a late answer, or a 429's pause, that comes
+    while the next request waits holds it back too (it used to go at its old slot)."""
+    lim, clock = limiter(10, 1)
+    await one_token_bucket(lim, clock, "budget")
+    await answered_after(lim, clock, 0.001)
+    sent = await lim.acquire()
+    untold = [news]
+
+    async def sleep(seconds: float) -> None:
+        if not untold:
+            await clock.sleep(seconds)
+            return
+        clock.now += 0.030  # 30 ms later, while the next request waits for its slot:
+        if untold.pop() == "late answer":
+            lim.answered(sent)  # the answer to the one before it
+        else:
+            lim.rate_limited(2.0)  # a 429 pauses everyone for 2 s
+        await anyio.lowlevel.checkpoint()
+
+    lim._sleep = sleep
+    released = await lim.acquire()
+    if news == "late answer":
+        assert released == pytest.approx(sent + 0.030 - 0.001 + 0.1)
+    else:
+        assert released == pytest.approx(sent + 0.030 + 2.0)
+
+
 @pytest.mark.parametrize(("rate", "second_at"), [(10, 0.4), (0, 0.3)])
 async def test_the_first_request_goes_alone(rate: float, second_at: float) -> None:
     """Until the first answer (which may announce the server's limit), nobody else is sent; the
