@@ -1,6 +1,7 @@
 """The peers we compare with: bare client loops, each run as its own process.
 
 python bench/_peers.py aiohttp|httpx|requests URL ROWS IN_FLIGHT
+python bench/_peers.py paced|paced-from-answers URL ROWS RATE  (prints {"rows", "seconds", "refused"})
 """
 
 from __future__ import annotations
@@ -96,7 +97,60 @@ def run_requests(base: str, rows: int, in_flight: int) -> int:
         return sum(pool.map(post, urls(base, rows)))
 
 
+def run_paced(base: str, rows: int, rate: float, from_answers: bool) -> dict[str, float]:
+    """A punctual hand-written script: one keep-alive connection, one request at a time, each
+    spun to its slot (which holds a core) at 97 % of `rate`, the next slot an interval after this
+    send. A 429 waits its Retry-After and sends the row again. `from_answers`: the next slot is
+    also no sooner than an interval after this answer, less the quickest of the last 32 round
+    trips (what batch-assign's limiter does once a server's bucket shows it holds one request).
+    Stops after 60 s."""
+    import http.client
+    import json
+    import time
+    from collections import deque
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
+    body = json.dumps({"workflowId": WORKFLOW}).encode()
+    headers = {**HEADERS, "Content-Type": "application/json"}
+    interval = 1 / (rate * 0.97)
+    round_trips: deque[float] = deque(maxlen=32)
+    started = slot = time.perf_counter()
+    refused = done = 0
+    for url in urls(base, rows):
+        if time.perf_counter() - started > 60:  # a script that 429s a lot would take minutes
+            break
+        path = urlsplit(url).path
+        while True:
+            while time.perf_counter() < slot:  # spun, not slept: as punctual as a client gets
+                pass
+            sent = time.perf_counter()
+            conn.request("POST", path, body, headers)
+            response = conn.getresponse()
+            response.read()
+            answered = time.perf_counter()
+            slot = sent + interval
+            if from_answers:
+                round_trips.append(answered - sent)
+                slot = max(slot, answered - min(round_trips) + interval)
+            if response.status != 429:
+                done += 1
+                break
+            refused += 1
+            slot = max(slot, answered + float(response.getheader("Retry-After") or 1))
+    return {"rows": done, "seconds": time.perf_counter() - started, "refused": refused}
+
+
 if __name__ == "__main__":
+    if sys.argv[1].startswith("paced"):  # paced, paced-from-answers
+        import json
+
+        result = run_paced(
+            sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[1] == "paced-from-answers"
+        )
+        print(json.dumps(result))
+        sys.exit(0)
     kind, base, rows, in_flight = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if kind.startswith("httpx"):  # httpx, httpx-aiohttp, httpx-ours: the transport under it
         done = run_httpx(base, rows, in_flight, kind)

@@ -14,6 +14,10 @@ Scenarios (one run each, same machine, same minimal server):
   429s" (server at half, no headers, no Retry-After): the limiter's own backoff sets the pauses.
   CPU s is the client's CPU time for the run, pacing included.
 
+Last, two peers against the burst-1 server: a punctual hand-written script (one request at a time
+at 97 % of the rate, each spun to its slot, Retry-After honoured), and the same script pacing from
+answers too, as our limiter does once a server's bucket shows it holds one request.
+
 --loaded repeats the burst-1 scenario while one busy-looping process per core competes for the
 CPU (killed when the scenario ends): the millisecond hiccups a shared machine adds.
 """
@@ -21,6 +25,7 @@ CPU (killed when the scenario ends): the millisecond hiccups a shared machine ad
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -29,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from _common import bench_server, make_input
+from _common import HERE, bench_server, make_input
 from _run import run_batch_assign
 
 
@@ -85,6 +90,33 @@ def main() -> None:
                 f"{achieved / limit:>8.2f} {summary['rate_limited']:>6} {100 * summary['rate_limited'] / max(requests, 1):>6.2f} "
                 f"{summary['statuses'].get('failed', 0):>6} {cpu_s:>6.1f}"
             )
+        for peer in ("paced", "paced-from-answers"):
+            result = _punctual_script(peer, args.rows, args.rate)
+            achieved = result["rows"] / result["seconds"]
+            refused, done = result["refused"], result["rows"]
+            print(
+                f"{'peer: ' + peer:<24} {args.rate:>7.0f} {'-':>7} {achieved:>9.1f} "
+                f"{achieved / args.rate:>8.2f} {achieved / args.rate:>8.2f} {refused:>6} "
+                f"{100 * refused / (done + refused):>6.2f} {0:>6} {'-':>6}"
+            )
+    print(
+        "peers: a punctual script against the burst-1 server, one request at a time at 97 % of"
+        " the rate, each spun to its slot, Retry-After honoured; from-answers also sends no"
+        " sooner than an interval after the last answer, less the quickest recent round trip;"
+        " each stops after 60 s"
+    )
+
+
+def _punctual_script(kind: str, rows: int, rate: float) -> dict[str, float]:
+    with bench_server("--rate-limit", str(rate), "--burst", "1") as url:
+        peer = subprocess.run(
+            [sys.executable, str(HERE / "_peers.py"), kind, url, str(rows), str(rate)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    result: dict[str, float] = json.loads(peer.stdout)
+    return result
 
 
 @contextmanager
