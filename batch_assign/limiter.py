@@ -228,8 +228,9 @@ class RateLimiter:
         usual if the round trip took longer than the quickest lately seen: so the next request
         goes no sooner than an interval after the answer, less that quickest round trip. A server
         whose bucket holds one token otherwise refuses the request after one it handled late:
-        a punctual blocking sender, one request at a time at 97 % of such a server's rate, drew
-        10-11 429s per 2,000 requests on this machine, and 1 paced this way.
+        against such a server, a punctual script (one request at a time at 97 % of its rate,
+        Retry-After honoured) reached 0.10-0.26 of the rate, and 0.93 with one 429 in 3,000 paced
+        this way (the peers of bench/rate.py).
         """
         now = self._clock()
         self._round_trips.append(now - sent)
