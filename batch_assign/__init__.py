@@ -1,8 +1,14 @@
-"""batch-assign: move leads between Nexor workflows in bulk, exactly once, at a chosen rate."""
+"""batch-assign: move leads between Nexor workflows in bulk, exactly once, at a chosen rate.
+
+`RunConfig` and `run_job` are imported on first use (PEP 562): importing the package, as the
+command's entry point does first, does not pull in polars, aiohttp and httpx before it asks.
+"""
 
 from __future__ import annotations
 
-from batch_assign.config import RunConfig
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from batch_assign.errors import (
     AmbiguousError,
     BatchAssignError,
@@ -15,15 +21,29 @@ from batch_assign.errors import (
     RequestError,
     UsageError,
 )
-from batch_assign.job import run_job
 from batch_assign.records import MovementType, Outcome, RequestClass, Row, RunSummary, Status
 
+if TYPE_CHECKING:
+    from batch_assign.config import RunConfig
+    from batch_assign.job import run_job
 
-def __getattr__(name: str) -> str:
-    """`__version__`, read from the installed metadata only when asked: importing
-    importlib.metadata costs every run ~40 ms of start-up."""
-    if name != "__version__":
+_LAZY = {"RunConfig": "config", "run_job": "job"}  # these two pull in every dependency
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return _version()
+    home = _LAZY.get(name)
+    if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def _version() -> str:
+    """Read from the installed metadata only when asked: importing importlib.metadata costs
+    every run ~40 ms of start-up."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
