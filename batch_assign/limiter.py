@@ -229,8 +229,8 @@ class RateLimiter:
         goes no sooner than an interval after the answer, less that quickest round trip. A server
         whose bucket holds one token otherwise refuses the request after one it handled late:
         against such a server, a punctual script (one request at a time at 97 % of its rate,
-        Retry-After honoured) reached 0.10-0.26 of the rate, and 0.93 with one 429 in 3,000 paced
-        this way (the peers of bench/rate.py).
+        Retry-After honoured) reached 0.01-0.26 of the rate over six runs, and 0.90-0.93 with one
+        or two 429s in 3,000 paced this way (the peers of bench/rate.py).
         """
         now = self._clock()
         self._round_trips.append(now - sent)
