@@ -1,6 +1,6 @@
 """The peers we compare with: bare client loops, each run as its own process.
 
-python bench/_peers.py aiohttp|httpx|requests URL ROWS IN_FLIGHT
+python bench/_peers.py aiohttp|aiohttp-uvloop|httpx|requests URL ROWS IN_FLIGHT
 python bench/_peers.py paced|paced-from-answers URL ROWS RATE  (prints {"rows", "seconds", "refused"})
 """
 
@@ -17,7 +17,9 @@ def urls(base: str, rows: int) -> list[str]:
     return [f"{base}/leads/{uuid.UUID(int=i + 1)}/assign-workflow" for i in range(rows)]
 
 
-def run_aiohttp(base: str, rows: int, in_flight: int) -> int:
+def run_aiohttp(base: str, rows: int, in_flight: int, on_uvloop: bool = False) -> int:
+    """The script most users would write (asyncio's own loop), or the same on uvloop, as
+    batch-assign runs where uvloop is installed."""
     import asyncio
 
     import aiohttp
@@ -39,6 +41,10 @@ def run_aiohttp(base: str, rows: int, in_flight: int) -> int:
             await asyncio.gather(*(worker() for _ in range(in_flight)))
         return ok
 
+    if on_uvloop:
+        import uvloop
+
+        return uvloop.run(main())
     return asyncio.run(main())
 
 
@@ -154,6 +160,8 @@ if __name__ == "__main__":
     kind, base, rows, in_flight = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if kind.startswith("httpx"):  # httpx, httpx-aiohttp, httpx-ours: the transport under it
         done = run_httpx(base, rows, in_flight, kind)
+    elif kind == "aiohttp-uvloop":
+        done = run_aiohttp(base, rows, in_flight, on_uvloop=True)
     else:
         done = {"aiohttp": run_aiohttp, "requests": run_requests}[kind](base, rows, in_flight)
     sys.exit(0 if done == rows else 1)
