@@ -542,8 +542,14 @@ class Dispatcher:
     ) -> Outcome:
         run = state.run_in(row.workflow_id) if state else None
         movement = None
+        found = "verified applied via GET"
         if prior_run is not None:  # the pre-check saw the lead before sending
             movement = MovementType.REASSIGNMENT if prior_run else MovementType.ENROLLMENT
+        else:  # the lead may have been in its target before: its run then was not recorded
+            found = (
+                "in its target workflow per GET, not resent (without the pre-check, whether this "
+                "request moved it is not known)"
+            )
         return Outcome(
             row.row,
             Status.SUCCEEDED,
@@ -552,7 +558,7 @@ class Dispatcher:
             workflow_name=run[2] if run else None,
             previous_workflow_id=previous,
             http_status=200,
-            error=f"no answer ({why}); verified applied via GET",
+            error=f"no answer ({why}); {found}",
             attempts=attempts,
             duration_ms=_ms(started),
         )

@@ -305,6 +305,26 @@ def test_after_apply_faults_are_verified_never_resent(tmp_path: Path, mode: str)
     assert summary.statuses == {"succeeded": 60, "unchanged": 30}
 
 
+def test_without_the_pre_check_a_lost_answer_is_not_claimed_as_ours(tmp_path: Path) -> None:
+    """--no-check-current records no run before sending, so a GET that finds the lead in its
+    target cannot tell our request from an earlier move: the row is succeeded and not resent,
+    but the report does not say the request was verified applied."""
+    path, seed, _rows = make_migration(tmp_path, 60)
+    report = tmp_path / "r.report.csv"
+    with start_sandbox(seed, rules=(FaultRule("drop-after", rate=0.4),)) as box:
+        summary = run_job(config(box, path, report, check_current=False))
+        injected = box.settings.faults.injected["drop-after"]
+        assert len(box.store.audit()) == 60  # each lead once: nothing was resent
+    got = read_report(report)
+    found = [r for r in got if "whether this request moved it is not known" in r["error"]]
+    assert injected > 5
+    assert injected == len(found)
+    assert {"succeeded"} == {r["status"] for r in found}
+    assert {""} == {r["movement_type"] for r in found}
+    assert not any("verified applied" in r["error"] for r in got)
+    assert summary.statuses == {"succeeded": 60}
+
+
 def test_500_before_is_verified_then_retried(tmp_path: Path) -> None:
     """A 500 that applied nothing is verified as untouched, then sent again and succeeds once."""
     path, seed, rows = make_migration(tmp_path, 30)
